@@ -1,0 +1,159 @@
+"""REST: the dashboard's reads (conditional, ETag/304) and the main application's admin calls."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
+from litestar.params import FromPath
+
+from hub.auth import Viewer, ViewerDep, admin_only
+from hub.runtime import Hub, HubDep
+from hub.wire import (
+    AgentSummary,
+    NewAgent,
+    Provisioned,
+    ProvisionRequest,
+    agent_status,
+    encode,
+    encode_status,
+)
+from persistence import queries
+from persistence.models import Agent, AgentInstance
+
+T = TypeVar("T")
+_JSON = "application/json"
+_new_agent = msgspec.json.Decoder(NewAgent)
+_provision_request = msgspec.json.Decoder(ProvisionRequest)
+
+
+def parse_agent_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFoundException(f"No agent with id {raw!r}.") from None
+
+
+def etag(instance_id: uuid.UUID, version: int) -> str:
+    # Strong: the version changes with every visible change, so equal tags mean equal bytes.
+    return f'"{instance_id}.{version}"'
+
+
+def etag_matches(if_none_match: str | None, tag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    # If-None-Match uses the weak comparison: W/"x" matches "x".
+    return any(candidate.strip().removeprefix("W/") == tag for candidate in if_none_match.split(","))
+
+
+async def owned_agent(hub: Hub, viewer: Viewer, agent_id: str) -> Agent:
+    key = parse_agent_id(agent_id)
+    async with hub.sessions() as session:
+        agent = await queries.get_agent(session, key)
+    if agent is None:
+        raise NotFoundException(f"No agent with id {agent_id}.")
+    if agent.owner_id != viewer.owner_id:
+        raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
+    return agent
+
+
+@get("/api/agents")
+async def list_agents(hub: HubDep, viewer: ViewerDep) -> Response[bytes]:
+    async with hub.sessions() as session:
+        agents = await queries.agents_of_owner(session, viewer.owner_id)
+        instances = await queries.latest_instances(session, [agent.id for agent in agents])
+    summaries = [_summary(agent, instances.get(agent.id)) for agent in agents]
+    return Response(encode(summaries), media_type=_JSON, headers={"Cache-Control": "no-store"})
+
+
+@get("/api/agents/{agent_id:str}/instance")
+async def get_instance(
+    request: Request[object, object, object], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
+) -> Response[bytes]:
+    key = parse_agent_id(agent_id)
+    async with hub.sessions() as session:
+        agent = await queries.get_agent(session, key)
+        if agent is None:
+            raise NotFoundException(f"No agent with id {agent_id}.")
+        if agent.owner_id != viewer.owner_id:
+            raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
+        # Cheap path first: a poller that is current needs only the version, not the row.
+        current = await queries.instance_version(session, key)
+        if current is None:
+            raise NotFoundException(f"Agent {agent_id} has not been provisioned yet.")
+        tag = etag(*current)
+        headers = {"ETag": tag, "Cache-Control": "no-cache"}
+        if etag_matches(request.headers.get("if-none-match"), tag):
+            return Response(b"", status_code=304, headers=headers)
+        instance = await queries.latest_instance(session, key)
+    if instance is None:  # deleted between the two reads
+        raise NotFoundException(f"Agent {agent_id} has not been provisioned yet.")
+    headers["ETag"] = etag(instance.id, instance.version)
+    return Response(encode_status(instance), media_type=_JSON, headers=headers)
+
+
+@post("/api/agents", status_code=201, request_max_body_size=16 * 1024, guards=[admin_only])
+async def create_agent(request: Request[object, object, object], hub: HubDep) -> Response[bytes]:
+    body = _decode(_new_agent, await request.body())
+    for name, value in (("ownerId", body.owner_id), ("name", body.name)):
+        if not value.strip() or len(value) > 255:
+            raise HTTPException(
+                status_code=400, detail=f"Field {name} must be 1 to 255 characters.", extra={"field": name}
+            )
+    async with hub.sessions() as session, session.begin():
+        agent = await queries.create_agent(session, owner_id=body.owner_id, name=body.name)
+    return Response(encode(_summary(agent, None)), media_type=_JSON, status_code=201)
+
+
+@post(
+    "/api/agents/{agent_id:str}/provision",
+    status_code=201,
+    request_max_body_size=16 * 1024,
+    guards=[admin_only],
+)
+async def provision_agent(
+    request: Request[object, object, object], hub: HubDep, agent_id: FromPath[str]
+) -> Response[bytes]:
+    raw = await request.body()
+    body = _decode(_provision_request, raw) if raw.strip() else ProvisionRequest()
+    job_id = body.job_id if body.job_id is not None else uuid.uuid4().hex
+    if not job_id.strip() or len(job_id) > 128:
+        raise HTTPException(
+            status_code=400, detail="Field jobId must be 1 to 128 characters.", extra={"field": "jobId"}
+        )
+    key = parse_agent_id(agent_id)
+    async with hub.sessions() as session, session.begin():
+        agent = await queries.get_agent(session, key)
+        if agent is None:
+            raise NotFoundException(f"No agent with id {agent_id}.")
+        try:
+            job, instance = await queries.start_provisioning(session, agent, job_id=job_id)
+        except queries.ProvisioningConflict as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+    await hub.publish_status(encode_status(instance), agent_id=str(agent.id))
+    reply = Provisioned(job_id=job.id, instance_id=str(instance.id), status=agent_status(instance))
+    return Response(encode(reply), media_type=_JSON, status_code=201)
+
+
+def _summary(agent: Agent, instance: AgentInstance | None) -> AgentSummary:
+    return AgentSummary(
+        id=str(agent.id),
+        owner_id=agent.owner_id,
+        name=agent.name,
+        created_at=agent.created_at,
+        status=None if instance is None else agent_status(instance),
+    )
+
+
+def _decode(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise HTTPException(status_code=400, detail=f"Invalid request body: {exc}.") from None
+    except msgspec.DecodeError as exc:
+        raise HTTPException(status_code=400, detail=f"The request body is not valid JSON: {exc}.") from None

@@ -1,0 +1,188 @@
+"""Applying one workflow callback to the data, routed as in the design. Runs inside the request's
+transaction; the caller commits and publishes afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.steps import WORKFLOW_STEPS, workflow_step_order
+from hub.wire import WebhookBody, WebhookReply
+from persistence import queries
+from persistence.models import AgentInstance, CallbackEvent, ProvisioningJob, utcnow
+
+CALLBACK_STATUSES: Final = ("queued", "provisioning", "running", "failed", "stopped")
+CALLBACK_TYPES: Final = ("heartbeat",)
+
+# Instance transitions a callback may make; anything else is acknowledged and changes nothing.
+# running, failed and stopped are terminal for provisioning (a running agent may still be stopped).
+_ALLOWED: Final[dict[str, frozenset[str]]] = {
+    "pending": frozenset({"provisioning", "running", "failed", "stopped"}),
+    "provisioning": frozenset({"running", "failed", "stopped"}),
+    "running": frozenset({"stopped"}),
+    "failed": frozenset(),
+    "stopped": frozenset(),
+}
+_DEFAULT_FAILURE = "The provisioning workflow reported a failure without a message."
+
+_body_decoder = msgspec.json.Decoder(WebhookBody)
+
+
+class CallbackError(Exception):
+    """Bad callback input: an HTTP status code and a message naming the field."""
+
+    def __init__(self, status_code: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reply: WebhookReply
+    # The instance after a visible change, to encode and publish after commit; None when unchanged.
+    changed: AgentInstance | None
+
+
+def parse(raw: bytes) -> WebhookBody:
+    """Strictly decode and validate a callback body (after its signature was checked)."""
+    try:
+        body = _body_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise CallbackError(400, f"Invalid callback body: {exc}.", _field_of(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise CallbackError(400, f"The callback body is not valid JSON: {exc}.") from None
+    if not body.job_id.strip():
+        raise CallbackError(400, "Field job_id must be a non-empty string.", "job_id")
+    if body.type is not None and body.type not in CALLBACK_TYPES:
+        raise CallbackError(
+            422,
+            f"Field type must be one of {', '.join(CALLBACK_TYPES)} or absent; got {body.type!r}.",
+            "type",
+        )
+    if body.type is None:
+        if body.status is None:
+            raise CallbackError(400, "Field status is required unless type is 'heartbeat'.", "status")
+        if body.status not in CALLBACK_STATUSES:
+            raise CallbackError(
+                422,
+                f"Field status must be one of {', '.join(CALLBACK_STATUSES)}; got {body.status!r}.",
+                "status",
+            )
+    if body.step is not None and body.step not in WORKFLOW_STEPS:
+        raise CallbackError(422, f"Field step must be one of {', '.join(WORKFLOW_STEPS)}; got {body.step!r}.", "step")
+    return body
+
+
+async def apply(session: AsyncSession, body: WebhookBody, raw: bytes, delivery_id: str | None) -> Outcome:
+    """Route and apply one callback; raises CallbackError(404) for an unknown job."""
+    # The job row lock serialises every callback of one job (and redeliveries of one delivery id).
+    job = await queries.lock_job(session, body.job_id)
+    if job is None:
+        raise CallbackError(404, f"No provisioning job with job_id {body.job_id!r}.", "job_id")
+    if delivery_id is not None:
+        earlier = await queries.find_event(session, delivery_id)
+        if earlier is not None:
+            return Outcome(WebhookReply(received=True, applied=earlier.applied, version=earlier.version), None)
+    instance = await queries.lock_job_instance(session, body.job_id)
+    if instance is None:
+        raise CallbackError(404, f"Job {body.job_id!r} has no agent instance.", "job_id")
+
+    if body.type == "heartbeat":
+        applied = _heartbeat(instance)
+    elif body.status == "provisioning" and body.step is not None:
+        applied = _advance_step(job, instance, body.step, body.metadata)
+    elif body.status == "running":
+        applied = _complete(job, instance, body.metadata)
+    else:
+        applied = _set_status(job, instance, body)
+
+    if applied:
+        instance.version += 1
+        instance.updated_at = utcnow()
+    payload: dict[str, Any] = msgspec.json.decode(raw)
+    await queries.append_event(
+        session,
+        CallbackEvent(
+            delivery_id=delivery_id,
+            job_id=job.id,
+            instance_id=instance.id,
+            kind=body.type or "status",
+            status=body.status,
+            step=body.step,
+            applied=applied,
+            version=instance.version,
+            payload=payload,
+        ),
+    )
+    return Outcome(
+        WebhookReply(received=True, applied=applied, version=instance.version), instance if applied else None
+    )
+
+
+def _heartbeat(instance: AgentInstance) -> bool:
+    if instance.status in ("failed", "stopped"):
+        return False
+    instance.last_heartbeat_at = utcnow()
+    return True
+
+
+def _advance_step(job: ProvisioningJob, instance: AgentInstance, step: str, metadata: dict[str, Any] | None) -> bool:
+    if instance.status not in ("pending", "provisioning"):
+        return False
+    current = instance.current_step
+    if current in WORKFLOW_STEPS and workflow_step_order(step) <= workflow_step_order(current or ""):
+        return False  # progress never moves backwards
+    instance.status = "provisioning"
+    instance.current_step = step
+    if metadata:
+        instance.instance_metadata = {**instance.instance_metadata, **metadata}
+    job.status = "provisioning"
+    return True
+
+
+def _complete(job: ProvisioningJob, instance: AgentInstance, metadata: dict[str, Any] | None) -> bool:
+    if "running" not in _ALLOWED[instance.status]:
+        return False
+    instance.status = "running"
+    instance.current_step = None
+    instance.error = None
+    if metadata:
+        instance.instance_metadata = {**instance.instance_metadata, **metadata}
+    job.status = "running"
+    return True
+
+
+def _set_status(job: ProvisioningJob, instance: AgentInstance, body: WebhookBody) -> bool:
+    status = body.status
+    if status is None or status == "queued" or status not in _ALLOWED[instance.status]:
+        # queued only ever describes a pending instance: nothing to change.
+        return False
+    job.status = status
+    instance.status = status
+    if status == "failed":
+        message = body.error or _DEFAULT_FAILURE
+        job.error = message
+        instance.error = message
+        # Keep current_step so the UI shows where it failed; a later step named by the failure wins.
+        if body.step is not None and (
+            instance.current_step not in WORKFLOW_STEPS
+            or workflow_step_order(body.step) > workflow_step_order(instance.current_step or "")
+        ):
+            instance.current_step = body.step
+    if body.metadata:
+        instance.instance_metadata = {**instance.instance_metadata, **body.metadata}
+    return True
+
+
+def _field_of(message: str) -> str | None:
+    # msgspec reports "... - at `$.job_id`" or "Object missing required field `job_id`".
+    if "`$." in message:
+        return message.rsplit("`$.", 1)[1].split("`", 1)[0].split("[", 1)[0].split(".", 1)[0]
+    if "field `" in message:
+        return message.split("field `", 1)[1].split("`", 1)[0]
+    return None

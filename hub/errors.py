@@ -1,0 +1,48 @@
+"""Error responses that are not a handler's own: an unreachable database is a 503, never a 500."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.exceptions.responses import create_exception_response
+from sqlalchemy import exc as sa_exc
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(request: Request[object, object, object], exc: Exception) -> Response[object]:
+    log.warning("Database unavailable while serving %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return create_exception_response(
+        request,
+        HTTPException(
+            status_code=503,
+            detail="The database is unavailable; retry later.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ),
+    )
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+def unexpected_error(request: Request[object, object, object], exc: Exception) -> Response[object]:
+    if _is_connection_error(exc):
+        return database_unavailable(request, exc)
+    log.exception("Unhandled error while serving %s %s.", request.method, request.url.path)
+    return create_exception_response(request, HTTPException(status_code=500, detail="Internal server error."))
+
+
+EXCEPTION_HANDLERS = {
+    sa_exc.OperationalError: database_unavailable,
+    sa_exc.InterfaceError: database_unavailable,
+    sa_exc.TimeoutError: database_unavailable,
+    OSError: database_unavailable,
+    sa_exc.DBAPIError: unexpected_error,
+}

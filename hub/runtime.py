@@ -1,0 +1,112 @@
+"""The running hub's resources (engine, sessions, broker), opened and closed in one place."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from litestar.di import NamedDependency
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from channels import Backend, Broker, MemoryBackend, RedisBackend, channel_name
+from hub.settings import Settings
+from hub.wire import VersionOnly, encode_status
+from persistence import make_engine, make_session_factory, queries
+
+log = logging.getLogger(__name__)
+
+_version_decoder = msgspec.json.Decoder(VersionOnly)
+_FRAME_HEAD = b'{"type":"status","data":'
+
+
+@dataclass(frozen=True, slots=True)
+class StatusFrame:
+    """One published status, decoded once per process and shared by every local socket."""
+
+    agent_id: str
+    version: int
+    text: str  # the complete websocket text frame: {"type":"status","data":<status>}
+
+
+def status_frame(_channel: str, data: bytes) -> StatusFrame:
+    head = _version_decoder.decode(data)
+    # Decoded to str once here, not once per socket: ASGI text frames are str.
+    return StatusFrame(agent_id=head.agentId, version=head.version, text=(_FRAME_HEAD + data + b"}").decode())
+
+
+@dataclass(slots=True)
+class Metrics:
+    publish_failures: int = 0
+    slow_socket_closes: int = 0
+    resyncs: int = 0
+
+
+@dataclass(slots=True)
+class Hub:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    broker: Broker[StatusFrame]
+    metrics: Metrics = field(default_factory=Metrics)
+    # Open dashboard sockets of this process (closed with 1012 on shutdown).
+    sockets: set[Any] = field(default_factory=set)
+
+    def channel(self, agent_id: str) -> str:
+        return channel_name(self.settings.channel_prefix, agent_id)
+
+    async def publish_status(self, data: bytes, agent_id: str) -> None:
+        """Ring the doorbell after commit. Postgres is the truth: a failure is logged and counted,
+        never raised, and clients repair the gap on the next version, resync or poll."""
+        try:
+            await self.broker.publish(self.channel(agent_id), data)
+        except Exception:
+            self.metrics.publish_failures += 1
+            log.warning("Publishing the status of agent %s failed; clients will catch up.", agent_id, exc_info=True)
+
+    async def snapshot(self, agent_id: str) -> bytes | None:
+        """The agent's current status from Postgres, encoded; None when it has no instance."""
+        try:
+            key = uuid.UUID(agent_id)
+        except ValueError:
+            return None
+        async with self.sessions() as session:
+            instance = await queries.latest_instance(session, key)
+            return None if instance is None else encode_status(instance)
+
+
+# How handlers ask for the hub (Litestar injects it by name).
+HubDep = NamedDependency[Hub]
+
+
+@asynccontextmanager
+async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    redis: Redis | None = None
+    backend: Backend
+    if settings.redis_url is None:
+        backend = MemoryBackend()
+    else:
+        redis = Redis.from_url(settings.redis_url)
+        backend = RedisBackend(redis)
+    sessions = make_session_factory(engine)
+    hub_ref: list[Hub] = []
+
+    async def resync(channel: str) -> bytes | None:
+        hub_ref[0].metrics.resyncs += 1
+        return await hub_ref[0].snapshot(channel.rsplit(":", 1)[1])
+
+    try:
+        async with Broker(backend, status_frame, resync) as broker:
+            hub = Hub(settings=settings, engine=engine, sessions=sessions, broker=broker)
+            hub_ref.append(hub)
+            yield hub
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()

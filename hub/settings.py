@@ -1,0 +1,129 @@
+"""The hub's configuration: one frozen object read from ``HUB_*`` variables at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "HUB_"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./status-hub.db"
+_ALLOWED_DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+_SECRET_FIELDS = ("webhook_secret", "jwt_secret", "admin_token")
+_MIN_SECRET_LENGTH = 16
+# RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
+_MIN_JWT_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """A ``HUB_*`` variable is unknown, missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    webhook_secret: str = field(default="", repr=False)
+    jwt_secret: str = field(default="", repr=False)
+    admin_token: str = field(default="", repr=False)
+    allowed_origins: tuple[str, ...] = ()
+    channel_prefix: str = "status-hub:"
+    db_pool_size: int = 10
+    send_timeout: float = 5.0
+    ping_interval: float = 20.0
+    log_level: str = "INFO"
+    # Secrets generated for this run on the embedded default; printed once at start-up.
+    generated_secrets: tuple[str, ...] = ()
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when running on the SQLite file and the in-memory broker."""
+        return self.database_url.startswith("sqlite") and self.redis_url is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``HUB_*`` variables; anything unknown or invalid raises SettingsError."""
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "generated_secrets"}
+        values: dict[str, Any] = {}
+        for key, raw in environ.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name not in known:
+                valid = ", ".join(sorted(PREFIX + n.upper() for n in known))
+                raise SettingsError(f"Unknown variable {key}; the hub reads only: {valid}.")
+            values[name] = _convert(key, raw, known[name].type)
+        return cls.build(**values)
+
+    @classmethod
+    def build(cls, **values: Any) -> Settings:
+        """Validate and complete settings; on the embedded default, missing secrets are generated."""
+        settings = cls(**values)
+        _check_url("HUB_DATABASE_URL", settings.database_url, _ALLOWED_DATABASE_SCHEMES)
+        if settings.redis_url is not None:
+            _check_url("HUB_REDIS_URL", settings.redis_url, ("redis", "rediss", "unix"))
+        for origin in settings.allowed_origins:
+            if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
+                raise SettingsError(
+                    f"HUB_ALLOWED_ORIGINS must list origins like https://dash.example.com "
+                    f"(scheme and host, no path); got {origin!r}."
+                )
+        generated: list[str] = []
+        secrets_now: dict[str, str] = {}
+        for name in _SECRET_FIELDS:
+            value: str = getattr(settings, name)
+            env_name = PREFIX + name.upper()
+            if not value:
+                if not settings.database_url.startswith("sqlite"):
+                    raise SettingsError(
+                        f"{env_name} is required when HUB_DATABASE_URL points at a real database; "
+                        "there are no default secrets."
+                    )
+                secrets_now[name] = secrets.token_urlsafe(24)
+                generated.append(env_name)
+            elif len(value) < (minimum := _MIN_JWT_SECRET_LENGTH if name == "jwt_secret" else _MIN_SECRET_LENGTH):
+                raise SettingsError(f"{env_name} must be at least {minimum} characters long.")
+        if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(
+                f"HUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR; got {settings.log_level!r}."
+            )
+        return dataclasses.replace(settings, **secrets_now, generated_secrets=tuple(generated))
+
+
+def _convert(key: str, raw: str, annotation: object) -> Any:
+    kind = str(annotation)
+    if "tuple" in kind:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind == "int":
+        value = _number(key, raw, int)
+        if value <= 0:
+            raise SettingsError(f"{key} must be a positive integer; got {raw!r}.")
+        return value
+    if kind == "float":
+        number = _number(key, raw, float)
+        if number <= 0:
+            raise SettingsError(f"{key} must be a positive number of seconds; got {raw!r}.")
+        return number
+    if "None" in kind and not raw.strip():
+        return None
+    return raw.strip()
+
+
+def _number(key: str, raw: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a {kind.__name__}; got {raw!r}.") from None
+
+
+def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
+    scheme, sep, rest = url.partition("://")
+    if not sep or (not rest and scheme not in ("unix",)):
+        raise SettingsError(f"{key} must be a URL like {schemes[0]}://...; got {url!r}.")
+    if scheme not in schemes:
+        hint = ""
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            hint = " Write postgresql+asyncpg:// (the hub uses asyncpg)."
+        raise SettingsError(f"{key} has scheme {scheme!r}; expected one of {', '.join(schemes)}.{hint}")

@@ -1,0 +1,217 @@
+"""Websocket endpoints: one agent (``/api/agents/{id}/instance/ws``) or many over one socket (``/api/ws``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import FromPath
+
+from hub import live
+from hub.auth import (
+    COOKIE_NAME,
+    SUBPROTOCOL,
+    TOKEN_SUBPROTOCOL_PREFIX,
+    Unauthenticated,
+    Viewer,
+    bearer_token,
+    verify_dashboard_token,
+)
+from hub.runtime import Hub, HubDep
+from persistence import queries
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_FRAME = 64 * 1024
+_CLOSE_TIMEOUT = 2.0
+
+
+class ClientFrame(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    type: str
+    agent_ids: list[str] = []
+    versions: dict[str, int] = {}
+
+
+_client_frame = msgspec.json.Decoder(ClientFrame)
+
+
+@websocket("/api/agents/{agent_id:str}/instance/ws")
+async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: FromPath[str]) -> None:
+    viewer = await _open(socket, hub)
+    if viewer is None:
+        return
+    allowed, refusals = await _authorize(hub, viewer, [agent_id])
+    if not allowed:
+        code, message = refusals[0][1], refusals[0][2]
+        await close_socket(socket, code, message)
+        return
+    known = _int_or_zero(socket.query_params.get("version"))
+    await _serve(socket, hub, allowed, {agent_id: known}, multiplexed=False)
+
+
+@websocket("/api/ws")
+async def dashboard_socket(socket: WebSocket[Any, Any, Any], hub: HubDep) -> None:
+    viewer = await _open(socket, hub)
+    if viewer is None:
+        return
+    await _serve(socket, hub, [], {}, multiplexed=True, viewer=viewer)
+
+
+async def _serve(
+    socket: WebSocket[Any, Any, Any],
+    hub: Hub,
+    agent_ids: list[str],
+    versions: dict[str, int],
+    *,
+    multiplexed: bool,
+    viewer: Viewer | None = None,
+) -> None:
+    async def send(text: str) -> None:
+        await socket.send({"type": "websocket.send", "text": text})
+
+    state = live.LiveSocket(hub, send)
+    hub.sockets.add(socket)
+    sender = asyncio.create_task(_run_sender(socket, hub, state))
+    try:
+        for agent_id in agent_ids:
+            await state.subscribe(agent_id, versions.get(agent_id, 0))
+        while True:
+            message = await socket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if multiplexed and viewer is not None:
+                await _handle_client_frame(socket, hub, state, viewer, message)
+            if sender.done():
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.sockets.discard(socket)
+        sender.cancel()
+        with contextlib.suppress(BaseException):
+            await sender
+        await state.close()
+
+
+async def _run_sender(socket: WebSocket[Any, Any, Any], hub: Hub, state: live.LiveSocket) -> None:
+    try:
+        await state.run_sender(send_timeout=hub.settings.send_timeout, ping_interval=hub.settings.ping_interval)
+    except live.TooSlow as exc:
+        hub.metrics.slow_socket_closes += 1
+        log.info("Closing a slow dashboard socket: %s", exc)
+        await close_socket(socket, live.CLOSE_TOO_SLOW, "Too slow: reconnect to get a fresh snapshot.")
+    except (OSError, RuntimeError, WebSocketDisconnect):
+        # The client went away mid-send; the receive loop sees the disconnect and cleans up.
+        pass
+
+
+async def _handle_client_frame(
+    socket: WebSocket[Any, Any, Any], hub: Hub, state: live.LiveSocket, viewer: Viewer, message: Any
+) -> None:
+    raw = message.get("text")
+    if raw is None:
+        raw = message.get("bytes") or b""
+    if len(raw) > MAX_CLIENT_FRAME:
+        await _send_error(socket, None, 4413, f"Client frames are limited to {MAX_CLIENT_FRAME} bytes.")
+        return
+    try:
+        frame = _client_frame.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        await _send_error(socket, None, 4400, f"Invalid client frame: {exc}.")
+        return
+    if frame.type == "unsubscribe":
+        for agent_id in frame.agent_ids:
+            await state.unsubscribe(agent_id)
+        return
+    if frame.type != "subscribe":
+        await _send_error(socket, None, 4400, f"Field type must be subscribe or unsubscribe; got {frame.type!r}.")
+        return
+    wanted = list(dict.fromkeys(frame.agent_ids))
+    if len(state.agent_ids) + len(wanted) > live.MAX_SUBSCRIPTIONS:
+        await _send_error(socket, None, 4429, f"A socket may watch at most {live.MAX_SUBSCRIPTIONS} agents.")
+        return
+    allowed, refusals = await _authorize(hub, viewer, wanted)
+    for agent_id, code, reason in refusals:
+        await _send_error(socket, agent_id, code, reason)
+    for agent_id in allowed:
+        await state.subscribe(agent_id, frame.versions.get(agent_id, 0))
+
+
+async def _authorize(hub: Hub, viewer: Viewer, agent_ids: list[str]) -> tuple[list[str], list[tuple[str, int, str]]]:
+    """Split ``agent_ids`` into those the viewer may watch and (id, close code, reason) refusals."""
+    keys: dict[str, uuid.UUID] = {}
+    refusals: list[tuple[str, int, str]] = []
+    for agent_id in agent_ids:
+        try:
+            keys[agent_id] = uuid.UUID(agent_id)
+        except ValueError:
+            refusals.append((agent_id, live.CLOSE_NOT_FOUND, f"No agent with id {agent_id!r}."))
+    async with hub.sessions() as session:
+        owners = await queries.owners_of(session, list(keys.values()))
+    allowed: list[str] = []
+    for agent_id, key in keys.items():
+        owner = owners.get(key)
+        if owner is None:
+            refusals.append((agent_id, live.CLOSE_NOT_FOUND, f"No agent with id {agent_id}."))
+        elif owner != viewer.owner_id:
+            refusals.append((agent_id, live.CLOSE_FORBIDDEN, f"Agent {agent_id} belongs to another owner."))
+        else:
+            allowed.append(str(key))
+    return allowed, refusals
+
+
+async def _open(socket: WebSocket[Any, Any, Any], hub: Hub) -> Viewer | None:
+    """Accept (so the client can read our close code), then check Origin and credentials."""
+    offered: list[str] = list(socket.scope.get("subprotocols") or [])
+    await socket.accept(subprotocols=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    origin = socket.headers.get("origin")
+    if origin is not None and not _origin_allowed(origin, socket.headers.get("host"), hub.settings.allowed_origins):
+        await close_socket(socket, live.CLOSE_FORBIDDEN, "This Origin is not allowed; add it to HUB_ALLOWED_ORIGINS.")
+        return None
+    token = bearer_token(socket.headers.get("authorization"))
+    if token is None:
+        token = next(
+            (p[len(TOKEN_SUBPROTOCOL_PREFIX) :] for p in offered if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)), None
+        )
+    if token is None:
+        # Only reached with an allowed Origin (or none, from a non-browser client).
+        token = socket.cookies.get(COOKIE_NAME)
+    if not token:
+        await close_socket(socket, live.CLOSE_UNAUTHENTICATED, "A dashboard token is required.")
+        return None
+    try:
+        return verify_dashboard_token(hub.settings.jwt_secret, token)
+    except Unauthenticated as exc:
+        await close_socket(socket, live.CLOSE_UNAUTHENTICATED, str(exc))
+        return None
+
+
+def _origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
+    if origin in allowed:
+        return True
+    # The hub's own dashboard page is same-origin.
+    return host is not None and urlsplit(origin).netloc == host
+
+
+async def _send_error(socket: WebSocket[Any, Any, Any], agent_id: str | None, code: int, message: str) -> None:
+    await socket.send({"type": "websocket.send", "text": live.error_frame(agent_id, code, message)})
+
+
+async def close_socket(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    # Bounded: a client that stopped reading must not hold the handler forever.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(socket.close(code=code, reason=reason[:120]), timeout=_CLOSE_TIMEOUT)
+
+
+def _int_or_zero(raw: str | None) -> int:
+    try:
+        return max(0, int(raw)) if raw is not None else 0
+    except ValueError:
+        return 0

@@ -1,0 +1,57 @@
+"""``POST /api/webhooks/github``: signed workflow callbacks, stored, then published after commit."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response, post
+from litestar.exceptions import HTTPException
+from sqlalchemy.exc import IntegrityError
+
+from hub import callbacks
+from hub.runtime import Hub, HubDep
+from hub.signatures import verify
+from hub.wire import encode, encode_status
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+_MAX_DELIVERY_ID = 128
+
+
+@post("/api/webhooks/github", status_code=200, request_max_body_size=MAX_BODY_BYTES)
+async def github_callback(request: Request[object, object, object], hub: HubDep) -> Response[bytes]:
+    # Verify the signature on the raw bytes before anything parses them.
+    raw = await request.body()
+    if not verify(hub.settings.webhook_secret, raw, request.headers.get("x-hub-signature-256")):
+        raise HTTPException(
+            status_code=401,
+            detail="Missing or invalid X-Hub-Signature-256: expected sha256=<hex HMAC-SHA256 of the raw body>.",
+        )
+    delivery_id = request.headers.get("x-github-delivery") or request.headers.get("idempotency-key")
+    if delivery_id is not None and not 0 < len(delivery_id) <= _MAX_DELIVERY_ID:
+        raise HTTPException(status_code=400, detail=f"X-GitHub-Delivery must be 1 to {_MAX_DELIVERY_ID} characters.")
+    try:
+        body = callbacks.parse(raw)
+        outcome = await _apply(hub, body, raw, delivery_id)
+    except callbacks.CallbackError as exc:
+        raise HTTPException(
+            status_code=exc.status_code, detail=exc.message, extra={"field": exc.field} if exc.field else None
+        ) from None
+    if outcome.changed is not None:
+        instance = outcome.changed
+        await hub.publish_status(encode_status(instance), str(instance.agent_id))
+    return Response(encode(outcome.reply), media_type="application/json")
+
+
+async def _apply(hub: Hub, body: callbacks.WebhookBody, raw: bytes, delivery_id: str | None) -> callbacks.Outcome:
+    for attempt in (1, 2):
+        try:
+            async with hub.sessions() as session, session.begin():
+                return await callbacks.apply(session, body, raw, delivery_id)
+        except IntegrityError:
+            # Two deliveries with one id raced on different jobs; the retry answers as the first did.
+            if attempt == 2 or delivery_id is None:
+                raise
+            log.info("Delivery %s raced with a concurrent one; answering from the first.", delivery_id)
+    raise AssertionError("unreachable")

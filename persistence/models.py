@@ -1,0 +1,130 @@
+"""Typed SQLAlchemy models: the only truth about agents and their provisioning."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations can address them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on Postgres (compact, comparable); plain JSON text on SQLite.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+INSTANCE_STATUSES = ("pending", "provisioning", "running", "failed", "stopped")
+TERMINAL_INSTANCE_STATUSES = frozenset({"running", "failed", "stopped"})
+ACTIVE_INSTANCE_STATUSES = frozenset({"pending", "provisioning"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("Timestamps must be timezone-aware; got a naive datetime.")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONDocument}
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Agent(Timestamped, Base):
+    __tablename__ = "agents"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+
+
+class ProvisioningJob(Timestamped, Base):
+    __tablename__ = "provisioning_jobs"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(32), default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AgentInstance(Timestamped, Base):
+    __tablename__ = "agent_instances"
+    # Versions are monotonic per agent, so (agent_id, version) is unique and finds the newest instance.
+    __table_args__ = (UniqueConstraint("agent_id", "version", name="uq_agent_instances_agent_id_version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("provisioning_jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    current_step: Mapped[str | None] = mapped_column(String(64))
+    # "metadata" is reserved on declarative classes; the column keeps the design's name.
+    instance_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)
+    last_heartbeat_at: Mapped[datetime | None]
+    # Monotonic per agent (a new instance continues from the previous one), +1 with every visible change.
+    version: Mapped[int] = mapped_column(BigInteger, default=1)
+
+
+class CallbackEvent(Base):
+    """Append-only log of accepted callbacks: audit, idempotency and step timestamps."""
+
+    __tablename__ = "callback_events"
+
+    id: Mapped[int] = mapped_column(
+        # SQLite only auto-increments an INTEGER PRIMARY KEY.
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+    delivery_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("provisioning_jobs.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[str | None] = mapped_column(String(64))
+    applied: Mapped[bool] = mapped_column(Boolean)
+    version: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

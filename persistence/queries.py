@@ -1,0 +1,134 @@
+"""Async query functions. Each takes a session and never commits: the request owns the transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.models import (
+    ACTIVE_INSTANCE_STATUSES,
+    Agent,
+    AgentInstance,
+    CallbackEvent,
+    ProvisioningJob,
+)
+
+
+class ProvisioningConflict(Exception):
+    """The agent already has a provisioning in progress, or the job id is taken."""
+
+
+async def create_agent(session: AsyncSession, *, owner_id: str, name: str) -> Agent:
+    agent = Agent(owner_id=owner_id, name=name)
+    session.add(agent)
+    await session.flush()
+    return agent
+
+
+async def get_agent(session: AsyncSession, agent_id: uuid.UUID) -> Agent | None:
+    return await session.get(Agent, agent_id)
+
+
+async def latest_instance(session: AsyncSession, agent_id: uuid.UUID) -> AgentInstance | None:
+    query = (
+        select(AgentInstance).where(AgentInstance.agent_id == agent_id).order_by(AgentInstance.version.desc()).limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def latest_instances(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AgentInstance]:
+    """The newest instance of each agent (versions are monotonic per agent, so max(version) is newest)."""
+    if not agent_ids:
+        return {}
+    newest = (
+        select(AgentInstance.agent_id, func.max(AgentInstance.version).label("version"))
+        .where(AgentInstance.agent_id.in_(agent_ids))
+        .group_by(AgentInstance.agent_id)
+        .subquery()
+    )
+    query = select(AgentInstance).join(
+        newest,
+        (AgentInstance.agent_id == newest.c.agent_id) & (AgentInstance.version == newest.c.version),
+    )
+    return {instance.agent_id: instance for instance in (await session.execute(query)).scalars()}
+
+
+async def agents_of_owner(session: AsyncSession, owner_id: str) -> list[Agent]:
+    query = select(Agent).where(Agent.owner_id == owner_id).order_by(Agent.created_at, Agent.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def instance_version(session: AsyncSession, agent_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+    """(instance id, version) of the agent's newest instance: all a conditional GET needs."""
+    query = (
+        select(AgentInstance.id, AgentInstance.version)
+        .where(AgentInstance.agent_id == agent_id)
+        .order_by(AgentInstance.version.desc())
+        .limit(1)
+    )
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+async def start_provisioning(
+    session: AsyncSession, agent: Agent, *, job_id: str
+) -> tuple[ProvisioningJob, AgentInstance]:
+    """A queued job and a pending instance; the version continues from the agent's previous instance."""
+    # Lock the agent so two concurrent provision calls cannot both see "nothing in progress".
+    await session.execute(select(Agent.id).where(Agent.id == agent.id).with_for_update())
+    previous = await latest_instance(session, agent.id)
+    if previous is not None and previous.status in ACTIVE_INSTANCE_STATUSES:
+        raise ProvisioningConflict(f"Agent {agent.id} already has a provisioning in progress (job {previous.job_id}).")
+    if await session.get(ProvisioningJob, job_id) is not None:
+        raise ProvisioningConflict(f"Job id {job_id!r} is already used.")
+    job = ProvisioningJob(id=job_id, agent_id=agent.id, status="queued")
+    instance = AgentInstance(
+        agent_id=agent.id,
+        job_id=job_id,
+        status="pending",
+        instance_metadata={},
+        version=1 if previous is None else previous.version + 1,
+    )
+    session.add(job)
+    await session.flush()
+    session.add(instance)
+    await session.flush()
+    return job, instance
+
+
+async def lock_job(session: AsyncSession, job_id: str) -> ProvisioningJob | None:
+    """The job row, locked until the transaction ends: callbacks of one job apply one at a time."""
+    query = select(ProvisioningJob).where(ProvisioningJob.id == job_id).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lock_job_instance(session: AsyncSession, job_id: str) -> AgentInstance | None:
+    query = (
+        select(AgentInstance)
+        .where(AgentInstance.job_id == job_id)
+        .order_by(AgentInstance.version.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def find_event(session: AsyncSession, delivery_id: str) -> CallbackEvent | None:
+    query = select(CallbackEvent).where(CallbackEvent.delivery_id == delivery_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def append_event(session: AsyncSession, event: CallbackEvent) -> None:
+    session.add(event)
+    await session.flush()
+
+
+async def owners_of(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Owner id of each existing agent among ``agent_ids``."""
+    if not agent_ids:
+        return {}
+    query = select(Agent.id, Agent.owner_id).where(Agent.id.in_(agent_ids))
+    return {row[0]: row[1] for row in (await session.execute(query)).all()}

@@ -1,0 +1,66 @@
+"""A thin client for the hub's HTTP API, as tests (and a workflow) use it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from hub.auth import issue_dashboard_token
+from hub.signatures import sign
+from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
+
+
+def token_for(owner_id: str, *, secret: str = JWT_SECRET, ttl_seconds: int = 3600) -> str:
+    return issue_dashboard_token(secret, owner_id, ttl_seconds=ttl_seconds)
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, *, webhook_secret: str = WEBHOOK_SECRET) -> None:
+        self.client = client
+        self.webhook_secret = webhook_secret
+
+    async def create_agent(self, owner_id: str = "owner-1", name: str = "agent") -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/agents",
+            json={"ownerId": owner_id, "name": name},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def provision(self, agent_id: str, job_id: str | None = None) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/api/agents/{agent_id}/provision",
+            json={} if job_id is None else {"jobId": job_id},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def new_job(self, owner_id: str = "owner-1") -> tuple[str, str]:
+        """(agent id, job id) of a freshly provisioned agent."""
+        agent = await self.create_agent(owner_id)
+        provisioned = await self.provision(agent["id"])
+        return agent["id"], provisioned["jobId"]
+
+    async def callback(
+        self, body: dict[str, Any] | bytes, *, delivery: str | None = None, signature: str | None = None
+    ) -> httpx.Response:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature if signature is not None else sign(self.webhook_secret, raw),
+        }
+        if delivery is not None:
+            headers["X-GitHub-Delivery"] = delivery
+        return await self.client.post("/api/webhooks/github", content=raw, headers=headers)
+
+    async def status(self, agent_id: str, owner_id: str = "owner-1", etag: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token_for(owner_id)}"}
+        if etag is not None:
+            headers["If-None-Match"] = etag
+        return await self.client.get(f"/api/agents/{agent_id}/instance", headers=headers)

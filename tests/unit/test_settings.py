@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from hub.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
+
+PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+SECRETS = {
+    "HUB_WEBHOOK_SECRET": "w" * 20,
+    "HUB_JWT_SECRET": "j" * 32,
+    "HUB_ADMIN_TOKEN": "a" * 20,
+}
+
+
+def test_nothing_configured_is_the_embedded_default_with_generated_secrets() -> None:
+    settings = Settings.from_env({"PATH": "/bin"})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.is_embedded
+    assert settings.generated_secrets == ("HUB_WEBHOOK_SECRET", "HUB_JWT_SECRET", "HUB_ADMIN_TOKEN")
+    assert len({settings.webhook_secret, settings.jwt_secret, settings.admin_token}) == 3
+    assert Settings.from_env({}).webhook_secret != settings.webhook_secret
+
+
+def test_secrets_are_not_in_repr() -> None:
+    settings = Settings.from_env({"HUB_DATABASE_URL": PG, **SECRETS})
+    assert "w" * 20 not in repr(settings)
+    assert settings.generated_secrets == ()
+
+
+def test_values_are_converted() -> None:
+    settings = Settings.from_env(
+        {
+            "HUB_DATABASE_URL": PG,
+            "HUB_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "HUB_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "HUB_DB_POOL_SIZE": "4",
+            "HUB_SEND_TIMEOUT": "2.5",
+            **SECRETS,
+        }
+    )
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.db_pool_size == 4
+    assert settings.send_timeout == 2.5
+    assert not settings.is_embedded
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"HUB_DATABSE_URL": PG}, "HUB_DATABSE_URL"),
+        ({"HUB_DATABASE_URL": "postgresql://x/y", **SECRETS}, "HUB_DATABASE_URL"),
+        ({"HUB_DATABASE_URL": "not a url"}, "HUB_DATABASE_URL"),
+        ({"HUB_REDIS_URL": "http://127.0.0.1"}, "HUB_REDIS_URL"),
+        ({"HUB_DB_POOL_SIZE": "many"}, "HUB_DB_POOL_SIZE"),
+        ({"HUB_DB_POOL_SIZE": "0"}, "HUB_DB_POOL_SIZE"),
+        ({"HUB_SEND_TIMEOUT": "-1"}, "HUB_SEND_TIMEOUT"),
+        ({"HUB_ALLOWED_ORIGINS": "dash.example.com"}, "HUB_ALLOWED_ORIGINS"),
+        ({"HUB_LOG_LEVEL": "LOUD"}, "HUB_LOG_LEVEL"),
+        ({"HUB_DATABASE_URL": PG}, "HUB_WEBHOOK_SECRET"),
+        ({"HUB_DATABASE_URL": PG, **SECRETS, "HUB_JWT_SECRET": "short"}, "HUB_JWT_SECRET"),
+    ],
+    ids=[
+        "typo",
+        "psycopg-url",
+        "not-a-url",
+        "redis-scheme",
+        "pool-not-int",
+        "pool-zero",
+        "negative-timeout",
+        "origin-without-scheme",
+        "log-level",
+        "missing-secret-on-postgres",
+        "short-secret",
+    ],
+)
+def test_invalid_configuration_names_the_variable(environ: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(environ)
