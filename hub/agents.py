@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -73,7 +73,7 @@ async def list_agents(hub: HubDep, viewer: ViewerDep) -> Response[bytes]:
 
 @get("/api/agents/{agent_id:str}/instance")
 async def get_instance(
-    request: Request[object, object, object], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
+    request: Request[Any, Any, Any], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
 ) -> Response[bytes]:
     key = parse_agent_id(agent_id)
     async with hub.sessions() as session:
@@ -98,7 +98,7 @@ async def get_instance(
 
 
 @post("/api/agents", status_code=201, request_max_body_size=16 * 1024, guards=[admin_only])
-async def create_agent(request: Request[object, object, object], hub: HubDep) -> Response[bytes]:
+async def create_agent(request: Request[Any, Any, Any], hub: HubDep) -> Response[bytes]:
     body = _decode(_new_agent, await request.body())
     for name, value in (("ownerId", body.owner_id), ("name", body.name)):
         if not value.strip() or len(value) > 255:
@@ -116,9 +116,7 @@ async def create_agent(request: Request[object, object, object], hub: HubDep) ->
     request_max_body_size=16 * 1024,
     guards=[admin_only],
 )
-async def provision_agent(
-    request: Request[object, object, object], hub: HubDep, agent_id: FromPath[str]
-) -> Response[bytes]:
+async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id: FromPath[str]) -> Response[bytes]:
     raw = await request.body()
     body = _decode(_provision_request, raw) if raw.strip() else ProvisionRequest()
     job_id = body.job_id if body.job_id is not None else uuid.uuid4().hex

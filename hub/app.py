@@ -25,7 +25,7 @@ def create_app(settings: Settings) -> Litestar:
             finally:
                 # uvicorn already sends 1012 on shutdown; this covers servers that do not.
                 for socket in list(hub.sockets):
-                    await sockets.close_socket(socket, live.CLOSE_SERVICE_RESTART, "Service restart: reconnect.")
+                    await socket.close_connection(live.CLOSE_SERVICE_RESTART, "Service restart: reconnect.")
                 del app.state.hub
 
     return Litestar(

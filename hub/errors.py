@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
 
 
-def database_unavailable(request: Request[object, object, object], exc: Exception) -> Response[object]:
+def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[object]:
     log.warning("Database unavailable while serving %s %s: %s", request.method, request.url.path, type(exc).__name__)
     return create_exception_response(
         request,
@@ -32,7 +33,7 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
-def unexpected_error(request: Request[object, object, object], exc: Exception) -> Response[object]:
+def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[object]:
     if _is_connection_error(exc):
         return database_unavailable(request, exc)
     log.exception("Unhandled error while serving %s %s.", request.method, request.url.path)

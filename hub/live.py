@@ -24,8 +24,11 @@ CLOSE_NOT_FOUND: Final = 4404
 CLOSE_TOO_SLOW: Final = 4408  # a send did not complete within the deadline: reconnect for a snapshot
 
 MAX_SUBSCRIPTIONS: Final = 1000
+# How long a too-slow client has to take what is already buffered and then the 4408 close frame.
+CLOSE_GRACE: Final = 30.0
 
 Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
 _encoder = msgspec.json.Encoder()
 
 
@@ -38,9 +41,10 @@ class LiveSocket:
     published status and never blocks: it keeps only the newest unsent frame per agent, so a slow
     socket holds at most one frame per subscription and never delays anyone else."""
 
-    def __init__(self, hub: Hub, send: Send) -> None:
+    def __init__(self, hub: Hub, send: Send, close: Close) -> None:
         self._hub = hub
         self._send = send
+        self.close_connection = close
         self._pending: dict[str, StatusFrame] = {}
         # The newest version this client has (sent, or that it told us it had).
         self._versions: dict[str, int] = {}
@@ -50,6 +54,10 @@ class LiveSocket:
     @property
     def agent_ids(self) -> list[str]:
         return list(self._subscriptions)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
 
     def offer(self, frame: StatusFrame) -> None:
         agent_id = frame.agent_id
@@ -84,7 +92,7 @@ class LiveSocket:
     async def unsubscribe(self, agent_id: str) -> None:
         await self._forget(agent_id)
 
-    async def close(self) -> None:
+    async def unsubscribe_all(self) -> None:
         for agent_id in list(self._subscriptions):
             await self._forget(agent_id)
 

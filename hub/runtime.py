@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import msgspec
 from litestar.di import NamedDependency
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from channels import Backend, Broker, MemoryBackend, RedisBackend, channel_name
@@ -40,6 +42,15 @@ def status_frame(_channel: str, data: bytes) -> StatusFrame:
     return StatusFrame(agent_id=head.agentId, version=head.version, text=(_FRAME_HEAD + data + b"}").decode())
 
 
+class LiveConnection(Protocol):
+    """What the hub needs of an open dashboard socket (hub.live.LiveSocket)."""
+
+    close_connection: Callable[[int, str], Awaitable[None]]
+
+    @property
+    def pending_count(self) -> int: ...
+
+
 @dataclass(slots=True)
 class Metrics:
     publish_failures: int = 0
@@ -55,7 +66,7 @@ class Hub:
     broker: Broker[StatusFrame]
     metrics: Metrics = field(default_factory=Metrics)
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
-    sockets: set[Any] = field(default_factory=set)
+    sockets: set[LiveConnection] = field(default_factory=set)
 
     def channel(self, agent_id: str) -> str:
         return channel_name(self.settings.channel_prefix, agent_id)
@@ -92,7 +103,14 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     if settings.redis_url is None:
         backend = MemoryBackend()
     else:
-        redis = Redis.from_url(settings.redis_url)
+        # Bounded timeouts: a publish happens inside a callback's request, and a hung Redis must not
+        # hang callbacks (Postgres is the truth; the publish is best effort and logged).
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=2.0,
+            socket_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+        )
         backend = RedisBackend(redis)
     sessions = make_session_factory(engine)
     hub_ref: list[Hub] = []

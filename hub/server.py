@@ -7,19 +7,46 @@ import os
 import shlex
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from hub.app import create_app
 from hub.auth import issue_dashboard_token
 from hub.settings import Settings
 from hub.signatures import sign
 
+# Seconds a connection may outlive its finished handler before it is aborted.
+ABANDON_AFTER = 35.0
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websocket protocol, plus one guarantee: a connection whose handler has finished is
+    aborted after a grace period. uvicorn closes the transport gracefully, which waits until the
+    peer has read everything buffered; a peer that never reads would keep the socket (and its
+    buffer) open forever."""
+
+    async def run_asgi(self) -> None:
+        await super().run_asgi()
+        self.loop.call_later(ABANDON_AFTER, self._abandon)
+
+    def _abandon(self) -> None:
+        if not self.disconnected:
+            self.transport.abort()
+
+
+def uvicorn_options() -> dict[str, object]:
+    """Options every server of the hub runs with (also the tests' in-process servers)."""
+    return {
+        "ws": WebSocketProtocol,
+        # Status JSON is tiny: permessage-deflate costs ~4x memory per socket for no gain.
+        "ws_per_message_deflate": False,
+    }
+
 
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     options: dict[str, object] = {
+        **uvicorn_options(),
         "host": host,
         "port": port,
-        # Status JSON is tiny: permessage-deflate costs ~4x memory per socket for no gain.
-        "ws_per_message_deflate": False,
         "lifespan": "on",
         "log_level": settings.log_level.lower(),
         "timeout_graceful_shutdown": 5,
@@ -58,7 +85,8 @@ def welcome(settings: Settings, host: str, port: int) -> str:
             "Create an agent and start provisioning it (admin API):",
             f"  curl -s -X POST {base}/api/agents -H 'Authorization: Bearer {settings.admin_token}' "
             '-H \'Content-Type: application/json\' -d \'{"ownerId":"demo-owner","name":"my-agent"}\'',
-            f"  curl -s -X POST {base}/api/agents/<agentId>/provision -H 'Authorization: Bearer {settings.admin_token}'",
+            f"  curl -s -X POST {base}/api/agents/<agentId>/provision "
+            f"-H 'Authorization: Bearer {settings.admin_token}'",
             "",
             "Send a signed workflow callback (replace <jobId> with the jobId the provision call returned):",
             f"  body={shlex.quote(body)}",

@@ -71,7 +71,7 @@ class Settings:
                     f"(scheme and host, no path); got {origin!r}."
                 )
         generated: list[str] = []
-        secrets_now: dict[str, str] = {}
+        secrets_now: dict[str, Any] = {}
         for name in _SECRET_FIELDS:
             value: str = getattr(settings, name)
             env_name = PREFIX + name.upper()

@@ -13,6 +13,7 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
+from litestar.types import WebSocketSendEvent
 
 from hub import live
 from hub.auth import (
@@ -53,7 +54,7 @@ async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: 
         await close_socket(socket, code, message)
         return
     known = _int_or_zero(socket.query_params.get("version"))
-    await _serve(socket, hub, allowed, {agent_id: known}, multiplexed=False)
+    await _serve(socket, hub, allowed, {agent_id: known})
 
 
 @websocket("/api/ws")
@@ -61,7 +62,8 @@ async def dashboard_socket(socket: WebSocket[Any, Any, Any], hub: HubDep) -> Non
     viewer = await _open(socket, hub)
     if viewer is None:
         return
-    await _serve(socket, hub, [], {}, multiplexed=True, viewer=viewer)
+    # Only the dashboard socket takes client frames (subscribe/unsubscribe).
+    await _serve(socket, hub, [], {}, viewer=viewer)
 
 
 async def _serve(
@@ -70,43 +72,58 @@ async def _serve(
     agent_ids: list[str],
     versions: dict[str, int],
     *,
-    multiplexed: bool,
     viewer: Viewer | None = None,
 ) -> None:
     async def send(text: str) -> None:
-        await socket.send({"type": "websocket.send", "text": text})
+        await socket.send(_text_event(text))
 
-    state = live.LiveSocket(hub, send)
-    hub.sockets.add(socket)
-    sender = asyncio.create_task(_run_sender(socket, hub, state))
+    async def close(code: int, reason: str) -> None:
+        await close_socket(socket, code, reason, timeout=live.CLOSE_GRACE)
+
+    state = live.LiveSocket(hub, send, close)
+    hub.sockets.add(state)
+    sender = asyncio.create_task(_run_sender(hub, state))
+    receiver = asyncio.create_task(_run_receiver(socket, hub, state, agent_ids, versions, viewer))
+    try:
+        # Whichever ends first ends the socket: the client left (receiver), or it was too slow and
+        # has been closed (sender); a close that never reached a stalled client ends no receive.
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.sockets.discard(state)
+        for task in (sender, receiver):
+            task.cancel()
+        await asyncio.wait({sender, receiver})
+        await state.unsubscribe_all()
+
+
+async def _run_receiver(
+    socket: WebSocket[Any, Any, Any],
+    hub: Hub,
+    state: live.LiveSocket,
+    agent_ids: list[str],
+    versions: dict[str, int],
+    viewer: Viewer | None,
+) -> None:
     try:
         for agent_id in agent_ids:
             await state.subscribe(agent_id, versions.get(agent_id, 0))
         while True:
             message = await socket.receive()
             if message["type"] == "websocket.disconnect":
-                break
-            if multiplexed and viewer is not None:
+                return
+            if viewer is not None:
                 await _handle_client_frame(socket, hub, state, viewer, message)
-            if sender.done():
-                break
-    except WebSocketDisconnect:
-        pass
-    finally:
-        hub.sockets.discard(socket)
-        sender.cancel()
-        with contextlib.suppress(BaseException):
-            await sender
-        await state.close()
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        return
 
 
-async def _run_sender(socket: WebSocket[Any, Any, Any], hub: Hub, state: live.LiveSocket) -> None:
+async def _run_sender(hub: Hub, state: live.LiveSocket) -> None:
     try:
         await state.run_sender(send_timeout=hub.settings.send_timeout, ping_interval=hub.settings.ping_interval)
     except live.TooSlow as exc:
         hub.metrics.slow_socket_closes += 1
         log.info("Closing a slow dashboard socket: %s", exc)
-        await close_socket(socket, live.CLOSE_TOO_SLOW, "Too slow: reconnect to get a fresh snapshot.")
+        await state.close_connection(live.CLOSE_TOO_SLOW, "Too slow: reconnect to get a fresh snapshot.")
     except (OSError, RuntimeError, WebSocketDisconnect):
         # The client went away mid-send; the receive loop sees the disconnect and cleans up.
         pass
@@ -201,13 +218,22 @@ def _origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> 
 
 
 async def _send_error(socket: WebSocket[Any, Any, Any], agent_id: str | None, code: int, message: str) -> None:
-    await socket.send({"type": "websocket.send", "text": live.error_frame(agent_id, code, message)})
+    await socket.send(_text_event(live.error_frame(agent_id, code, message)))
 
 
-async def close_socket(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
-    # Bounded: a client that stopped reading must not hold the handler forever.
+def _text_event(text: str) -> WebSocketSendEvent:
+    # The raw ASGI event: the same str object goes to every socket, with no per-socket encoding.
+    return {"type": "websocket.send", "bytes": None, "text": text}
+
+
+async def close_socket(
+    socket: WebSocket[Any, Any, Any], code: int, reason: str, *, timeout: float = _CLOSE_TIMEOUT
+) -> None:
+    # Bounded: a client that stopped reading must not hold the handler forever. The close frame
+    # queues behind the frames already buffered, so a client that resumes reading within the
+    # timeout still reads the code.
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(socket.close(code=code, reason=reason[:120]), timeout=_CLOSE_TIMEOUT)
+        await asyncio.wait_for(socket.close(code=code, reason=reason[:120]), timeout=timeout)
 
 
 def _int_or_zero(raw: str | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response, post
 from litestar.exceptions import HTTPException
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from hub import callbacks
 from hub.runtime import Hub, HubDep
 from hub.signatures import verify
-from hub.wire import encode, encode_status
+from hub.wire import WebhookBody, encode, encode_status
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ _MAX_DELIVERY_ID = 128
 
 
 @post("/api/webhooks/github", status_code=200, request_max_body_size=MAX_BODY_BYTES)
-async def github_callback(request: Request[object, object, object], hub: HubDep) -> Response[bytes]:
+async def github_callback(request: Request[Any, Any, Any], hub: HubDep) -> Response[bytes]:
     # Verify the signature on the raw bytes before anything parses them.
     raw = await request.body()
     if not verify(hub.settings.webhook_secret, raw, request.headers.get("x-hub-signature-256")):
@@ -44,7 +45,7 @@ async def github_callback(request: Request[object, object, object], hub: HubDep)
     return Response(encode(outcome.reply), media_type="application/json")
 
 
-async def _apply(hub: Hub, body: callbacks.WebhookBody, raw: bytes, delivery_id: str | None) -> callbacks.Outcome:
+async def _apply(hub: Hub, body: WebhookBody, raw: bytes, delivery_id: str | None) -> callbacks.Outcome:
     for attempt in (1, 2):
         try:
             async with hub.sessions() as session, session.begin():

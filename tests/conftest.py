@@ -23,7 +23,6 @@ from tests.support.config import (
 )
 
 
-
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
     """A database made for this run, migrated to head, dropped afterwards."""

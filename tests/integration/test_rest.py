@@ -112,9 +112,7 @@ async def test_provision_returns_the_first_status_and_refuses_a_second_one_in_pr
     ids=["missing-owner", "empty-owner", "mistyped-owner", "unknown-field", "malformed"],
 )
 async def test_create_agent_rejects_bad_bodies_naming_the_field(api: Api, body: bytes, field: str) -> None:
-    response = await api.client.post(
-        "/api/agents", content=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    )
+    response = await api.client.post("/api/agents", content=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert response.status_code == 400
     assert field in response.json()["detail"]
 

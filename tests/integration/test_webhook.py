@@ -216,8 +216,9 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("body", "signature", "code", "words"), [case[1:] for case in BAD_INPUT],
-                         ids=[case[0] for case in BAD_INPUT])
+@pytest.mark.parametrize(
+    ("body", "signature", "code", "words"), [case[1:] for case in BAD_INPUT], ids=[case[0] for case in BAD_INPUT]
+)
 async def test_bad_input_gets_a_clear_error_and_writes_nothing(
     api: Api, db_engine: AsyncEngine, body: bytes, signature: str | None, code: int, words: list[str]
 ) -> None:

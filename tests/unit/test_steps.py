@@ -26,9 +26,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("status", "step", "expected"), CASES, ids=[f"{status}-{step}" for status, step, _ in CASES]
-)
+@pytest.mark.parametrize(("status", "step", "expected"), CASES, ids=[f"{status}-{step}" for status, step, _ in CASES])
 def test_derive_steps_follows_the_design_table(status: str, step: str | None, expected: list[str]) -> None:
     steps = derive_steps(status, step)
     assert [state for _, _, state in steps] == expected

@@ -1,0 +1,18 @@
+"""Pub/sub for status snapshots: a backend contract, Redis and in-memory backends, the fan-out."""
+
+from channels.backend import Backend, Event, Message, Restored
+from channels.broker import Broker
+from channels.memory import MemoryBackend
+from channels.naming import channel_name
+from channels.redis_backend import RedisBackend
+
+__all__ = [
+    "Backend",
+    "Broker",
+    "Event",
+    "MemoryBackend",
+    "Message",
+    "RedisBackend",
+    "Restored",
+    "channel_name",
+]

@@ -1,0 +1,14 @@
+"""The one place that names pub/sub channels.
+
+Redis pub/sub ignores the database number: channels are global to the server, so every name
+carries a deployment prefix (tests use a random one per run) to keep unrelated hubs apart.
+"""
+
+from __future__ import annotations
+
+
+def channel_name(prefix: str, agent_id: str) -> str:
+    """Return the channel that carries status snapshots of one agent, e.g. `hub:agent:42`."""
+    if not agent_id:
+        raise ValueError("An agent id is required to name its channel, but an empty string was given.")
+    return f"{prefix}agent:{agent_id}"

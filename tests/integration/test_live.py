@@ -1,0 +1,196 @@
+"""Websocket delivery on one hub: snapshots, versions, auth, subscribe/unsubscribe, pings."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.app import create_app
+from hub.runtime import Hub
+from hub.settings import Settings
+from tests.support.api import Api, token_for
+from tests.support.config import ALLOWED_ORIGIN
+from tests.support.server import serve_app
+from tests.support.waiting import wait_until
+from tests.support.ws import close_code, next_frame, next_status, open_socket, until_version
+
+Live = tuple[str, Hub, Api]
+
+
+@pytest.fixture
+async def live(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[Live]:
+    app = create_app(dataclasses.replace(settings, ping_interval=0.5))
+    async with serve_app(app) as base, httpx.AsyncClient(base_url=base) as client:
+        yield base, app.state.hub, Api(client)
+
+
+async def heartbeat(api: Api, job_id: str) -> int:
+    response = await api.callback({"job_id": job_id, "type": "heartbeat"})
+    assert response.status_code == 200, response.text
+    version: int = response.json()["version"]
+    return version
+
+
+async def test_a_socket_gets_the_snapshot_then_every_newer_version(live: Live) -> None:
+    base, _, api = live
+    agent_id, job_id = await api.new_job()
+    async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:
+        assert (await next_status(ws))["version"] == 1
+        for step in ("vm_created", "network_configured", "ansible_started", "ansible_complete"):
+            await api.callback({"job_id": job_id, "status": "provisioning", "step": step})
+            status = await next_status(ws)
+            assert status["currentStep"] == step
+        await api.callback({"job_id": job_id, "status": "running", "metadata": {"ip_address": "10.1.2.3"}})
+        final = await next_status(ws)
+    assert final["status"] == "running"
+    assert final["version"] == 6
+    assert [step["state"] for step in final["steps"]] == ["completed"] * 5
+
+
+async def test_a_client_that_has_the_current_version_gets_nothing_until_the_next(live: Live) -> None:
+    base, _, api = live
+    agent_id, job_id = await api.new_job()
+    current = await heartbeat(api, job_id)
+    async with open_socket(base, f"/api/agents/{agent_id}/instance/ws?version={current}") as ws:
+        # The ping proves the subscription is live and that no snapshot came first.
+        ping = await next_frame(ws, "ping")
+        assert ping["versions"] == {agent_id: current}
+        newer = await heartbeat(api, job_id)
+        assert (await next_status(ws))["version"] == newer
+
+
+async def test_a_client_behind_gets_exactly_one_snapshot(live: Live) -> None:
+    base, _, api = live
+    agent_id, job_id = await api.new_job()
+    for _ in range(3):
+        latest = await heartbeat(api, job_id)
+    async with open_socket(base, f"/api/agents/{agent_id}/instance/ws?version=1") as ws:
+        assert (await next_status(ws))["version"] == latest
+        ping = await next_frame(ws, "ping")  # no second status before the next ping
+        assert ping["versions"] == {agent_id: latest}
+
+
+async def test_the_dashboard_socket_subscribes_and_unsubscribes(live: Live) -> None:
+    base, hub, api = live
+    first, first_job = await api.new_job()
+    second, second_job = await api.new_job()
+    async with open_socket(base, "/api/ws") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [first, second]}))
+        snapshots = {(await next_status(ws))["agentId"] for _ in range(2)}
+        assert snapshots == {first, second}
+
+        await ws.send(json.dumps({"type": "unsubscribe", "agentIds": [first]}))
+        await next_frame(ws, "ping")  # the unsubscribe has been handled by then
+        await heartbeat(api, first_job)
+        second_version = await heartbeat(api, second_job)
+        status = await next_status(ws)
+        assert (status["agentId"], status["version"]) == (second, second_version)
+        ping = await next_frame(ws, "ping")
+        assert set(ping["versions"]) == {second}
+    await wait_until(lambda: not hub.broker.channels, what="the closed socket's channels to be released")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "word"),
+    [
+        ("{not json", 4400, "JSON"),
+        (json.dumps({"type": "dance"}), 4400, "type"),
+        (json.dumps({"type": "subscribe", "agentIds": "x"}), 4400, "agentIds"),
+    ],
+    ids=["malformed", "unknown-type", "mistyped-ids"],
+)
+async def test_a_bad_client_frame_gets_an_error_frame_and_the_socket_stays(
+    live: Live, frame: str, code: int, word: str
+) -> None:
+    base, _, api = live
+    agent_id, _ = await api.new_job()
+    async with open_socket(base, "/api/ws") as ws:
+        await ws.send(frame)
+        error = await next_frame(ws, "error")
+        assert error["code"] == code and word in error["message"]
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent_id]}))
+        assert (await next_status(ws))["agentId"] == agent_id
+
+
+async def test_the_dashboard_socket_refuses_other_owners_and_unknown_agents(live: Live) -> None:
+    base, hub, api = live
+    mine, _ = await api.new_job("owner-1")
+    theirs, _ = await api.new_job("owner-2")
+    unknown = "00000000-0000-0000-0000-000000000000"
+    async with open_socket(base, "/api/ws") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [theirs, unknown, mine]}))
+        errors = {}
+        for _ in range(2):
+            error = await next_frame(ws, "error")
+            errors[error["agentId"]] = error["code"]
+        assert errors == {theirs: 4403, unknown: 4404}
+        assert (await next_status(ws))["agentId"] == mine
+        assert hub.broker.channels == frozenset({hub.channel(mine)})
+
+
+async def test_socket_auth_refusals_have_documented_close_codes(live: Live) -> None:
+    base, _, api = live
+    mine, _ = await api.new_job("owner-1")
+    theirs, _ = await api.new_job("owner-2")
+    path = f"/api/agents/{mine}/instance/ws"
+    cases = [
+        (open_socket(base, path, owner=None), 4401),
+        (open_socket(base, path, owner=None, headers={"Authorization": "Bearer nonsense"}), 4401),
+        (open_socket(base, f"/api/agents/{theirs}/instance/ws"), 4403),
+        (open_socket(base, "/api/agents/00000000-0000-0000-0000-000000000000/instance/ws"), 4404),
+        (open_socket(base, path, origin="http://evil.test"), 4403),
+        (open_socket(base, "/api/ws", owner=None), 4401),
+    ]
+    for connection, expected in cases:
+        async with connection as ws:
+            assert await close_code(ws) == expected
+
+
+async def test_browsers_authenticate_with_a_subprotocol_or_a_cookie_from_an_allowed_origin(live: Live) -> None:
+    base, _, api = live
+    agent_id, _ = await api.new_job("owner-1")
+    path = f"/api/agents/{agent_id}/instance/ws"
+    token = token_for("owner-1")
+    async with open_socket(
+        base, path, owner=None, subprotocols=["status-hub.v1", f"bearer.{token}"], origin=base
+    ) as ws:
+        assert ws.subprotocol == "status-hub.v1"
+        assert (await next_status(ws))["agentId"] == agent_id
+    cookie = {"Cookie": f"status_hub_token={token}"}
+    async with open_socket(base, path, owner=None, headers=cookie, origin=ALLOWED_ORIGIN) as ws:
+        assert (await next_status(ws))["agentId"] == agent_id
+    async with open_socket(base, path, owner=None, headers=cookie, origin="http://evil.test") as ws:
+        assert await close_code(ws) == 4403
+
+
+async def test_idle_sockets_get_pings_with_their_versions(live: Live) -> None:
+    base, _, api = live
+    agent_id, _ = await api.new_job()
+    async with open_socket(base, "/api/ws") as ws:
+        assert (await next_frame(ws, "ping"))["versions"] == {}
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent_id], "versions": {agent_id: 1}}))
+        ping = await next_frame(ws, "ping")
+        assert ping["versions"] == {agent_id: 1}
+
+
+async def test_many_sockets_on_one_agent_all_end_on_the_latest_version(live: Live) -> None:
+    base, hub, api = live
+    agent_id, job_id = await api.new_job()
+    sockets = [await open_socket(base, f"/api/agents/{agent_id}/instance/ws") for _ in range(50)]
+    try:
+        for ws in sockets:
+            assert (await next_status(ws))["version"] == 1
+        assert hub.broker.subscriber_count(hub.channel(agent_id)) == 50
+        for _ in range(5):
+            latest = await heartbeat(api, job_id)
+        for ws in sockets:
+            seen = await until_version(ws, latest)
+            assert seen == sorted(set(seen)), "versions must strictly rise"
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
