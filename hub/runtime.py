@@ -64,6 +64,7 @@ class Hub:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker[StatusFrame]
+    backend: Backend
     metrics: Metrics = field(default_factory=Metrics)
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
@@ -121,7 +122,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
 
     try:
         async with Broker(backend, status_frame, resync) as broker:
-            hub = Hub(settings=settings, engine=engine, sessions=sessions, broker=broker)
+            hub = Hub(settings=settings, engine=engine, sessions=sessions, broker=broker, backend=backend)
             hub_ref.append(hub)
             yield hub
     finally:

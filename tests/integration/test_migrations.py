@@ -1,0 +1,84 @@
+"""The schema only changes through Alembic, on Postgres and SQLite, and replicas may migrate together."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from hub.migrate import upgrade_database
+from persistence import Base, make_engine
+from tests.support.config import PG_ADMIN_DSN
+from tests.support.process import ROOT
+
+TABLES = {"agents", "provisioning_jobs", "agent_instances", "callback_events", "alembic_version"}
+
+
+@pytest.fixture
+async def empty_database() -> AsyncIterator[str]:
+    name = f"status_hub_migrate_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _drift(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+async def test_replicas_migrating_at_once_do_not_race(empty_database: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HUB_DATABASE_URL": empty_database, "HUB_WEBHOOK_SECRET": "w" * 20,
+           "HUB_JWT_SECRET": "j" * 32, "HUB_ADMIN_TOKEN": "a" * 20}  # fmt: skip
+
+    async def migrate() -> tuple[int | None, bytes]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub.cli", "migrate",
+            env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode, output
+
+    results = await asyncio.gather(*(migrate() for _ in range(3)))
+    assert [code for code, _ in results] == [0, 0, 0], [output.decode() for _, output in results]
+    engine = make_engine(empty_database, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            head = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+            drift = await connection.run_sync(_drift)
+    finally:
+        await engine.dispose()
+    assert tables == TABLES
+    assert len(head) == 1
+    assert drift == [], "the models and the migrations disagree"
+
+
+async def test_migrations_run_on_sqlite_and_are_idempotent(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    try:
+        await upgrade_database(engine)
+        await upgrade_database(engine)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            drift = await connection.run_sync(_drift)
+    finally:
+        await engine.dispose()
+    assert tables == TABLES
+    assert drift == []

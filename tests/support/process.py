@@ -1,0 +1,99 @@
+"""`status-hub serve` as a real separate process (a replica), for multi-process tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from hub.settings import Settings
+from tests.support.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def hub_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a replica with ``settings`` is started with (and nothing else of HUB_*)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    env.update(
+        {
+            "HUB_DATABASE_URL": settings.database_url,
+            "HUB_WEBHOOK_SECRET": settings.webhook_secret,
+            "HUB_JWT_SECRET": settings.jwt_secret,
+            "HUB_ADMIN_TOKEN": settings.admin_token,
+            "HUB_CHANNEL_PREFIX": settings.channel_prefix,
+            "HUB_LOG_LEVEL": "WARNING",
+        }
+    )
+    if settings.redis_url is not None:
+        env["HUB_REDIS_URL"] = settings.redis_url
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Replica:
+    base: str
+    process: asyncio.subprocess.Process
+    output: Path  # everything the process printed (a file, so a chatty process never blocks on a pipe)
+
+    def printed(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+@asynccontextmanager
+async def hub_process(
+    env: dict[str, str], *args: str, startup_timeout: float = 60.0, cwd: Path | None = None
+) -> AsyncIterator[Replica]:
+    """Start ``status-hub serve`` on a free port; yields the replica once /healthz answers."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="status-hub-replica-") as scratch:
+        output = Path(scratch) / "output.log"
+        with output.open("wb") as sink:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-u", "-m", "hub.cli", "serve", "--port", str(port), *args,
+                env=env, cwd=cwd or ROOT, stdout=sink, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+        replica = Replica(f"http://127.0.0.1:{port}", process, output)
+        try:
+            await _until_healthy(replica, startup_timeout)
+            yield replica
+        finally:
+            await _stop(process)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def _until_healthy(replica: Replica, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    base, process = replica.base, replica.process
+    async with httpx.AsyncClient(base_url=base, timeout=2) as client:
+        while loop.time() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(
+                    f"The hub exited with {process.returncode} before it was ready:\n{replica.printed()}"
+                )
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)  # nothing to await on another process; bounded by the deadline
+    raise TimeoutError(f"The hub at {base} was not healthy within {timeout} s.")
