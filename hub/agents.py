@@ -10,8 +10,8 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath
 
-from hub.auth import Viewer, ViewerDep, admin_only
-from hub.runtime import Hub, HubDep
+from hub.auth import ViewerDep, admin_only
+from hub.runtime import HubDep
 from hub.wire import (
     AgentSummary,
     NewAgent,
@@ -49,17 +49,6 @@ def etag_matches(if_none_match: str | None, tag: str) -> bool:
         return True
     # If-None-Match uses the weak comparison: W/"x" matches "x".
     return any(candidate.strip().removeprefix("W/") == tag for candidate in if_none_match.split(","))
-
-
-async def owned_agent(hub: Hub, viewer: Viewer, agent_id: str) -> Agent:
-    key = parse_agent_id(agent_id)
-    async with hub.sessions() as session:
-        agent = await queries.get_agent(session, key)
-    if agent is None:
-        raise NotFoundException(f"No agent with id {agent_id}.")
-    if agent.owner_id != viewer.owner_id:
-        raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
-    return agent
 
 
 @get("/api/agents")

@@ -68,7 +68,7 @@ class LiveSocket:
         pending = self._pending.get(agent_id)
         if pending is None or frame.version > pending.version:
             self._pending[agent_id] = frame
-            self._wakeup.set()
+            self._hub.waker.wake(self._wakeup)
 
     async def subscribe(self, agent_id: str, known_version: int = 0) -> None:
         """Subscribe first, then read the snapshot: nothing published in between is missed, and
@@ -109,12 +109,15 @@ class LiveSocket:
         next_ping = loop.time() + ping_interval
         while True:
             if not self._pending:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for wraps every wait in a new Task.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, next_ping - loop.time()))
+                    async with asyncio.timeout_at(next_ping):
+                        await self._wakeup.wait()
                 self._wakeup.clear()
             if not self._pending:
-                await self._deliver(self.ping_frame(), send_timeout)
-                next_ping = loop.time() + ping_interval
+                if loop.time() >= next_ping:
+                    await self._deliver(self.ping_frame(), send_timeout)
+                    next_ping = loop.time() + ping_interval
                 continue
             # Pop before the await: a newer version arriving during the send becomes pending again.
             agent_id = next(iter(self._pending))
@@ -128,15 +131,11 @@ class LiveSocket:
 
     async def _deliver(self, text: str, send_timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._send(text), timeout=send_timeout)
+            async with asyncio.timeout(send_timeout):
+                await self._send(text)
         except TimeoutError:
             raise TooSlow(f"The client did not take a frame within {send_timeout} s.") from None
 
 
 def error_frame(agent_id: str | None, code: int, message: str) -> str:
     return _encoder.encode({"type": "error", "agentId": agent_id, "code": code, "message": message}).decode()
-
-
-def log_sender_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, TooSlow):
-        log.debug("Socket sender ended: %r", exc)

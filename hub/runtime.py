@@ -17,6 +17,7 @@ from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from channels import Backend, Broker, MemoryBackend, RedisBackend, channel_name
+from hub.fanout import Waker
 from hub.settings import Settings
 from hub.wire import VersionOnly, encode_status
 from persistence import make_engine, make_session_factory, queries
@@ -68,6 +69,7 @@ class Hub:
     metrics: Metrics = field(default_factory=Metrics)
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
+    waker: Waker = field(default_factory=Waker)
 
     def channel(self, agent_id: str) -> str:
         return channel_name(self.settings.channel_prefix, agent_id)
@@ -124,7 +126,10 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         async with Broker(backend, status_frame, resync) as broker:
             hub = Hub(settings=settings, engine=engine, sessions=sessions, broker=broker, backend=backend)
             hub_ref.append(hub)
-            yield hub
+            try:
+                yield hub
+            finally:
+                hub.waker.close()
     finally:
         if redis is not None:
             await redis.aclose()
