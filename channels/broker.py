@@ -119,8 +119,9 @@ class Broker(Generic[T]):
         """Deliver every message on `channel` to `deliver` while the context is open.
 
         Entering returns once the backend subscription is live, so a snapshot read afterwards
-        misses nothing. Leaving, by any exit (cancellation while entering included), drops the
-        backend subscription when this was the last local subscriber.
+        misses nothing (with Redis down it returns at once; a resync follows when it is back).
+        `deliver` may already be called while entering. Leaving, by any exit (cancellation while
+        entering included), drops the backend subscription when this was the last local subscriber.
         """
         return self._subscription(channel, deliver)
 

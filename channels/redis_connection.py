@@ -43,7 +43,7 @@ class _RawConnection(Protocol):
     async def read_response(
         self,
         disable_decoding: bool = ...,
-        timeout: float | None = ...,  # noqa: ASYNC109 (redis-py's signature, not ours)
+        timeout: float | None = ...,
         *,
         disconnect_on_error: bool = ...,
         push_request: bool | None = ...,
