@@ -12,3 +12,11 @@ def channel_name(prefix: str, agent_id: str) -> str:
     if not agent_id:
         raise ValueError("An agent id is required to name its channel, but an empty string was given.")
     return f"{prefix}agent:{agent_id}"
+
+
+def agent_of(prefix: str, channel: str) -> str:
+    """The agent id a channel named by `channel_name(prefix, ...)` carries; ValueError otherwise."""
+    head = f"{prefix}agent:"
+    if not channel.startswith(head) or len(channel) == len(head):
+        raise ValueError(f"Expected a channel named {head}<agent id>, got {channel!r}.")
+    return channel[len(head) :]

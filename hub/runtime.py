@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from channels import Backend, Broker, MemoryBackend, RedisBackend, channel_name
+from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, channel_name
 from hub.fanout import Waker
 from hub.settings import Settings
 from hub.wire import VersionOnly, encode_status
@@ -120,7 +120,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
 
     async def resync(channel: str) -> bytes | None:
         hub_ref[0].metrics.resyncs += 1
-        return await hub_ref[0].snapshot(channel.rsplit(":", 1)[1])
+        return await hub_ref[0].snapshot(agent_of(settings.channel_prefix, channel))
 
     try:
         async with Broker(backend, status_frame, resync) as broker:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels import channel_name
+from channels import agent_of, channel_name
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,19 @@ def test_distinct_prefixes_never_share_a_channel() -> None:
 def test_empty_agent_id_is_rejected() -> None:
     with pytest.raises(ValueError, match="agent id is required"):
         channel_name("hub:", "")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "channel", "agent_id"),
+    [("hub:", "hub:agent:42", "42"), ("", "agent:a:b", "a:b"), ("x:y:", "x:y:agent:7", "7")],
+    ids=["simple", "no-prefix-colon-id", "colon-prefix"],
+)
+def test_agent_of_inverts_channel_name(prefix: str, channel: str, agent_id: str) -> None:
+    assert agent_of(prefix, channel) == agent_id
+    assert channel_name(prefix, agent_of(prefix, channel)) == channel
+
+
+@pytest.mark.parametrize("channel", ["other:agent:1", "hub:agent:", "hub:agents:1"], ids=["prefix", "empty", "kind"])
+def test_agent_of_refuses_foreign_channels(channel: str) -> None:
+    with pytest.raises(ValueError, match="Expected a channel"):
+        agent_of("hub:", channel)
