@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.steps import WORKFLOW_STEPS, workflow_step_order
 from hub.wire import WebhookBody, WebhookReply
-from persistence import queries
-from persistence.models import AgentInstance, CallbackEvent, ProvisioningJob, utcnow
+from persistence.callbacks import InstanceState, JobState, lock_for_callback, save_callback
+from persistence.models import utcnow
 
 CALLBACK_STATUSES: Final = ("queued", "provisioning", "running", "failed", "stopped")
 CALLBACK_TYPES: Final = ("heartbeat",)
@@ -45,7 +45,7 @@ class CallbackError(Exception):
 class Outcome:
     reply: WebhookReply
     # The instance after a visible change, to encode and publish after commit; None when unchanged.
-    changed: AgentInstance | None
+    changed: InstanceState | None
 
 
 def parse(raw: bytes) -> WebhookBody:
@@ -78,19 +78,15 @@ def parse(raw: bytes) -> WebhookBody:
     return body
 
 
-async def apply(session: AsyncSession, body: WebhookBody, raw: bytes, delivery_id: str | None) -> Outcome:
+async def apply(connection: AsyncConnection, body: WebhookBody, raw: bytes, delivery_id: str | None) -> Outcome:
     """Route and apply one callback; raises CallbackError(404) for an unknown job."""
-    # The job row lock serialises every callback of one job (and redeliveries of one delivery id).
-    job = await queries.lock_job(session, body.job_id)
+    job = await lock_for_callback(connection, body.job_id, delivery_id)
     if job is None:
         raise CallbackError(404, f"No provisioning job with job_id {body.job_id!r}.", "job_id")
-    if delivery_id is not None:
-        earlier = await queries.find_event(session, delivery_id)
-        if earlier is not None:
-            return Outcome(WebhookReply(received=True, applied=earlier.applied, version=earlier.version), None)
-    instance = await queries.lock_job_instance(session, body.job_id)
-    if instance is None:
-        raise CallbackError(404, f"Job {body.job_id!r} has no agent instance.", "job_id")
+    if job.earlier is not None:
+        applied, version = job.earlier
+        return Outcome(WebhookReply(received=True, applied=applied, version=version), None)
+    instance = job.instance
 
     if body.type == "heartbeat":
         applied = _heartbeat(instance)
@@ -104,34 +100,29 @@ async def apply(session: AsyncSession, body: WebhookBody, raw: bytes, delivery_i
     if applied:
         instance.version += 1
         instance.updated_at = utcnow()
-    payload: dict[str, Any] = msgspec.json.decode(raw)
-    await queries.append_event(
-        session,
-        CallbackEvent(
-            delivery_id=delivery_id,
-            job_id=job.id,
-            instance_id=instance.id,
-            kind=body.type or "status",
-            status=body.status,
-            step=body.step,
-            applied=applied,
-            version=instance.version,
-            payload=payload,
-        ),
+    await save_callback(
+        connection,
+        job,
+        applied=applied,
+        delivery_id=delivery_id,
+        kind=body.type or "status",
+        status=body.status,
+        step=body.step,
+        payload=msgspec.json.decode(raw),
     )
     return Outcome(
         WebhookReply(received=True, applied=applied, version=instance.version), instance if applied else None
     )
 
 
-def _heartbeat(instance: AgentInstance) -> bool:
+def _heartbeat(instance: InstanceState) -> bool:
     if instance.status in ("failed", "stopped"):
         return False
     instance.last_heartbeat_at = utcnow()
     return True
 
 
-def _advance_step(job: ProvisioningJob, instance: AgentInstance, step: str, metadata: dict[str, Any] | None) -> bool:
+def _advance_step(job: JobState, instance: InstanceState, step: str, metadata: dict[str, Any] | None) -> bool:
     if instance.status not in ("pending", "provisioning"):
         return False
     current = instance.current_step
@@ -145,7 +136,7 @@ def _advance_step(job: ProvisioningJob, instance: AgentInstance, step: str, meta
     return True
 
 
-def _complete(job: ProvisioningJob, instance: AgentInstance, metadata: dict[str, Any] | None) -> bool:
+def _complete(job: JobState, instance: InstanceState, metadata: dict[str, Any] | None) -> bool:
     if "running" not in _ALLOWED[instance.status]:
         return False
     instance.status = "running"
@@ -157,7 +148,7 @@ def _complete(job: ProvisioningJob, instance: AgentInstance, metadata: dict[str,
     return True
 
 
-def _set_status(job: ProvisioningJob, instance: AgentInstance, body: WebhookBody) -> bool:
+def _set_status(job: JobState, instance: InstanceState, body: WebhookBody) -> bool:
     status = body.status
     if status is None or status == "queued" or status not in _ALLOWED[instance.status]:
         # queued only ever describes a pending instance: nothing to change.

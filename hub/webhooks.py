@@ -48,8 +48,8 @@ async def github_callback(request: Request[Any, Any, Any], hub: HubDep) -> Respo
 async def _apply(hub: Hub, body: WebhookBody, raw: bytes, delivery_id: str | None) -> callbacks.Outcome:
     for attempt in (1, 2):
         try:
-            async with hub.sessions() as session, session.begin():
-                return await callbacks.apply(session, body, raw, delivery_id)
+            async with hub.engine.begin() as connection:
+                return await callbacks.apply(connection, body, raw, delivery_id)
         except IntegrityError:
             # Two deliveries with one id raced on different jobs; the retry answers as the first did.
             if attempt == 2 or delivery_id is None:

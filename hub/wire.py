@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from hub.steps import derive_steps
+from persistence.callbacks import InstanceState
 from persistence.models import AgentInstance
 
 
@@ -81,7 +82,7 @@ class VersionOnly(msgspec.Struct):
     version: int
 
 
-def agent_status(instance: AgentInstance) -> AgentStatus:
+def agent_status(instance: AgentInstance | InstanceState) -> AgentStatus:
     return AgentStatus(
         agent_id=str(instance.agent_id),
         instance_id=str(instance.id),
@@ -104,5 +105,5 @@ def encode(value: msgspec.Struct | list[Any]) -> bytes:
     return _encoder.encode(value)
 
 
-def encode_status(instance: AgentInstance) -> bytes:
+def encode_status(instance: AgentInstance | InstanceState) -> bytes:
     return _encoder.encode(agent_status(instance))

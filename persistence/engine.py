@@ -21,7 +21,9 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout. A connection that died is invalidated
+        # when it fails, and that request answers 503 (errors.py); the next checkout reconnects.
+        pool_recycle=1800,
         # Fail fast (and answer 503) instead of queueing requests for half a minute.
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},

@@ -12,7 +12,6 @@ from persistence.models import (
     ACTIVE_INSTANCE_STATUSES,
     Agent,
     AgentInstance,
-    CallbackEvent,
     ProvisioningJob,
 )
 
@@ -97,33 +96,6 @@ async def start_provisioning(
     session.add(instance)
     await session.flush()
     return job, instance
-
-
-async def lock_job(session: AsyncSession, job_id: str) -> ProvisioningJob | None:
-    """The job row, locked until the transaction ends: callbacks of one job apply one at a time."""
-    query = select(ProvisioningJob).where(ProvisioningJob.id == job_id).with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def lock_job_instance(session: AsyncSession, job_id: str) -> AgentInstance | None:
-    query = (
-        select(AgentInstance)
-        .where(AgentInstance.job_id == job_id)
-        .order_by(AgentInstance.version.desc())
-        .limit(1)
-        .with_for_update()
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def find_event(session: AsyncSession, delivery_id: str) -> CallbackEvent | None:
-    query = select(CallbackEvent).where(CallbackEvent.delivery_id == delivery_id)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def append_event(session: AsyncSession, event: CallbackEvent) -> None:
-    session.add(event)
-    await session.flush()
 
 
 async def owners_of(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
