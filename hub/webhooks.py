@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from litestar import Request, Response, post
+from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import HTTPException
 from sqlalchemy.exc import IntegrityError
 
@@ -39,10 +40,13 @@ async def github_callback(request: Request[Any, Any, Any], hub: HubDep) -> Respo
         raise HTTPException(
             status_code=exc.status_code, detail=exc.message, extra={"field": exc.field} if exc.field else None
         ) from None
+    background = None
     if outcome.changed is not None:
+        # Encoded once, after commit; published once the answer is on its way, so the workflow
+        # never waits for Redis (and a publish failure is only logged: Postgres has the truth).
         instance = outcome.changed
-        await hub.publish_status(encode_status(instance), str(instance.agent_id))
-    return Response(encode(outcome.reply), media_type="application/json")
+        background = BackgroundTask(hub.publish_status, encode_status(instance), str(instance.agent_id))
+    return Response(encode(outcome.reply), media_type="application/json", background=background)
 
 
 async def _apply(hub: Hub, body: WebhookBody, raw: bytes, delivery_id: str | None) -> callbacks.Outcome:
