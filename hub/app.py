@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +10,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from hub import agents, errors, live, sockets, webhooks
+from hub import agents, dashboard, errors, health, live, sockets, webhooks
 from hub.auth import provide_viewer
 from hub.runtime import Hub, open_hub
 from hub.settings import Settings
@@ -20,9 +21,11 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_hub(settings) as hub:
             app.state.hub = hub
+            sweeper = asyncio.create_task(live.sweep_sockets(hub), name="socket-deadlines")
             try:
                 yield
             finally:
+                sweeper.cancel()
                 # uvicorn already sends 1012 on shutdown; this covers servers that do not.
                 for socket in list(hub.sockets):
                     await socket.close_connection(live.CLOSE_SERVICE_RESTART, "Service restart: reconnect.")
@@ -37,6 +40,9 @@ def create_app(settings: Settings) -> Litestar:
             agents.provision_agent,
             sockets.agent_socket,
             sockets.dashboard_socket,
+            health.health,
+            dashboard.index,
+            dashboard.static_files(),
         ],
         dependencies={"hub": Provide(_provide_hub, sync_to_thread=False), "viewer": Provide(provide_viewer)},
         exception_handlers=errors.EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -51,6 +51,8 @@ class LiveConnection(Protocol):
     @property
     def pending_count(self) -> int: ...
 
+    def check(self, now: float) -> None: ...
+
 
 @dataclass(slots=True)
 class Metrics:

@@ -119,7 +119,7 @@ async def _run_receiver(
 
 async def _run_sender(hub: Hub, state: live.LiveSocket) -> None:
     try:
-        await state.run_sender(send_timeout=hub.settings.send_timeout, ping_interval=hub.settings.ping_interval)
+        await state.run_sender()
     except live.TooSlow as exc:
         hub.metrics.slow_socket_closes += 1
         log.info("Closing a slow dashboard socket: %s", exc)
