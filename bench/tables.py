@@ -1,0 +1,180 @@
+"""Per-workload markdown tables of a result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join("-" if c is None else str(c) for c in row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def _valid(window: dict[str, Any]) -> str:
+    util = f"{window['generator_util']:.0%}"
+    return util if window["valid"] else f"{util} INVALID"
+
+
+def _push_rows(label: str, step: dict[str, Any]) -> list[Any]:
+    d, last, w = step["delivery"], step["last_subscriber"], step["window"]
+    return [
+        label,
+        d["p50_ms"],
+        d["p99_ms"],
+        d["max_ms"],
+        last["p99_ms"],
+        step["http"]["p99_ms"],
+        step["deliveries_per_s"],
+        f"{step['lost_sockets']} / {step['errors']}",
+        w["server_cpu_s"],
+        step["server_cpu_us_per_delivery"],
+        w["server_rss_mib"],
+        _valid(w),
+    ]
+
+
+_PUSH = [
+    "step",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "last-sub p99 ms",
+    "HTTP p99 ms",
+    "deliveries/s",
+    "lost / errors",
+    "hub CPU s",
+    "hub us/delivery",
+    "hub RSS MiB",
+    "generator",
+]
+
+
+def workload_tables(result: dict[str, Any]) -> str:
+    w = result["workloads"]
+    out: list[str] = []
+    if "idle" in w:
+        rows = [
+            [
+                s["sockets"],
+                s["rss_mib"],
+                s["rss_kib_per_socket"],
+                f"{s['idle_cpu_share']:.2%}",
+                s["window"]["wall_s"],
+                _valid(s["window"]),
+            ]
+            for s in w["idle"]["steps"]
+        ]
+        out += [
+            "## Idle capacity",
+            "",
+            _table(["sockets", "hub RSS MiB", "KiB/socket", "idle CPU", "window s", "generator"], rows),
+            "",
+        ]
+    if "realistic" in w:
+        rows = [_push_rows(f"{s['rate']}/s", s) for s in w["realistic"]["steps"]]
+        out += [
+            f"## Realistic: {w['realistic']['sockets']} sockets over {w['realistic']['agents']} agents",
+            "",
+            _table(_PUSH, rows),
+            "",
+        ]
+    if "worst" in w:
+        rows = [_push_rows(f"{s['width']} wide, {s['rate']:.0f}/s", s) for s in w["worst"]["steps"]]
+        out += ["## Worst case: every socket on one agent", "", _table(_PUSH, rows), ""]
+    if "ingestion" in w:
+        rows = [
+            [
+                r["workers"],
+                s["rate"],
+                s["callbacks_per_s"],
+                s["http"]["p50_ms"],
+                s["http"]["p99_ms"],
+                s["http"]["max_ms"],
+                s["errors"],
+                s["window"]["server_cpu_s"],
+                s["window"]["postgres_cpu_s"],
+                _valid(s["window"]),
+            ]
+            for r in w["ingestion"]["runs"]
+            for s in r["steps"]
+        ]
+        best = ", ".join(f"{r['workers']} worker(s): {r['best_rate_at_p99_25ms']}/s" for r in w["ingestion"]["runs"])
+        out += [
+            "## Ingestion (no subscribers)",
+            "",
+            f"Highest rate at HTTP p99 <= 25 ms: {best}.",
+            "",
+            _table(
+                [
+                    "workers",
+                    "offered/s",
+                    "done/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms",
+                    "errors",
+                    "hub CPU s",
+                    "Postgres CPU s",
+                    "generator",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    if "fanout" in w:
+        f = w["fanout"]
+        rows = [
+            [
+                name,
+                f[key]["callbacks_per_s"],
+                f[key]["http"]["p50_ms"],
+                f[key]["http"]["p99_ms"],
+                f[key]["http"]["max_ms"],
+                f[key]["errors"],
+                _valid(f[key]["window"]),
+            ]
+            for name, key in (("alone", "alone"), ("during broadcast", "during_broadcast"))
+        ]
+        b = f["broadcast"]
+        out += [
+            f"## Fan-out vs ingestion: {f['background_rate']} callbacks/s on quiet agents, "
+            f"{f['broadcasts_per_s']}/s broadcasts to {f['width']} sockets",
+            "",
+            _table(["background callbacks", "done/s", "p50 ms", "p99 ms", "max ms", "errors", "generator"], rows),
+            "",
+            f"Broadcast deliveries: {b['delivery']['p99_ms']} ms p99, last subscriber "
+            f"{b['last_subscriber']['p99_ms']} ms p99, {b['lost_sockets']} lost.",
+            "",
+        ]
+    if "polling" in w:
+        p = w["polling"]
+        rows = [
+            [
+                mode,
+                f"{p[mode]['hub_cpu_share']:.1%}",
+                f"{p[mode]['postgres_cpu_share']:.1%}",
+                p[mode]["window"]["server_cpu_s"],
+                p[mode]["staleness"]["mean_ms"],
+                p[mode]["staleness"]["p99_ms"],
+                _valid(p[mode]["window"]),
+            ]
+            for mode in ("poll", "push")
+        ]
+        out += [
+            f"## Polling vs push: {p['dashboards']} dashboards, {p['changes_per_s']} changes/s, "
+            f"polls every {p['poll_interval_s']} s",
+            "",
+            _table(
+                ["mode", "hub CPU", "Postgres CPU", "hub CPU s", "staleness mean ms", "staleness p99 ms", "generator"],
+                rows,
+            ),
+            "",
+            f"Push is {p['push_cheaper_x']}x cheaper in hub CPU.",
+            "",
+        ]
+    if "peers" in w and w["peers"].get("servers"):
+        from bench.workloads.peers import peer_table
+
+        out += [peer_table(w["peers"]), ""]
+    return "\n".join(out)
