@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 import msgspec
@@ -65,7 +65,9 @@ class LiveSocket:
         self._pending: dict[str, StatusFrame] = {}
         # The newest version this client has (sent, or that it told us it had).
         self._versions: dict[str, int] = {}
-        self._subscriptions: dict[str, AsyncExitStack] = {}
+        # The broker subscription of each agent (None while it is being entered), exited by hand:
+        # an AsyncExitStack per subscription cost more memory than everything else here.
+        self._subscriptions: dict[str, AbstractAsyncContextManager[None] | None] = {}
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         # Loop time when the send in progress started; 0.0 while not sending.
@@ -100,10 +102,17 @@ class LiveSocket:
             self._versions[agent_id] = max(self._versions.get(agent_id, 0), known_version)
             return
         self._versions[agent_id] = known_version
-        stack = AsyncExitStack()
-        self._subscriptions[agent_id] = stack
+        # Registered before entering: the broker may deliver while the subscribe is confirmed.
+        self._subscriptions[agent_id] = None
+        subscription = self._hub.broker.subscribe(self._hub.channel(agent_id), self.offer)
         try:
-            await stack.enter_async_context(self._hub.broker.subscribe(self._hub.channel(agent_id), self.offer))
+            # A failed or cancelled enter cleans up after itself; only an entered one is exited.
+            await subscription.__aenter__()
+            if agent_id in self._subscriptions:
+                self._subscriptions[agent_id] = subscription
+            else:  # unsubscribed while entering
+                await subscription.__aexit__(None, None, None)
+                return
             snapshot = await self._hub.snapshot(agent_id)
         except BaseException:
             # Includes cancellation mid-subscribe: leave nothing behind.
@@ -120,11 +129,11 @@ class LiveSocket:
             await self._forget(agent_id)
 
     async def _forget(self, agent_id: str) -> None:
-        stack = self._subscriptions.pop(agent_id, None)
+        subscription = self._subscriptions.pop(agent_id, None)
         self._pending.pop(agent_id, None)
         self._versions.pop(agent_id, None)
-        if stack is not None:
-            await stack.aclose()
+        if subscription is not None:
+            await subscription.__aexit__(None, None, None)
 
     def check(self, now: float) -> None:
         """Called by the sweeper: cancel a send past its deadline, or mark a ping due."""
