@@ -1,4 +1,4 @@
-"""The ``status-hub`` command: serve, migrate."""
+"""The ``status-hub`` command: serve, migrate, demo, simulate."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from hub import simulate
 from hub.settings import Settings, SettingsError
 
 log = logging.getLogger("hub")
@@ -22,7 +23,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="Worker processes (needs HUB_REDIS_URL when > 1).")
     commands.add_parser("migrate", help="Bring the database to the newest schema.")
+    demo = commands.add_parser("demo", help="Run a throwaway hub with agents provisioning live (ignores HUB_*).")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000, help="Port to listen on; 0 picks a free one.")
+    simulate.add_arguments(commands.add_parser("simulate", help="Send a workflow's signed callbacks to a hub."))
     args = parser.parse_args(argv)
+    # Neither reads the hub's settings: simulate is a client, demo makes its own throwaway ones.
+    if args.command == "simulate":
+        return simulate.run(args)
+    if args.command == "demo":
+        from hub.demo import run as run_demo
+
+        return run_demo(host=args.host, port=args.port)
 
     try:
         settings = Settings.from_env(os.environ)

@@ -1,0 +1,131 @@
+"""`status-hub simulate` and `status-hub demo` as a user runs them: separate processes, real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.api import Api
+from tests.support.config import WEBHOOK_SECRET
+from tests.support.ws import next_status, open_socket
+
+pytestmark = pytest.mark.e2e
+
+CLI_TIMEOUT = 60.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kit_environment(secret: str | None = WEBHOOK_SECRET) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    if secret is not None:
+        env["HUB_WEBHOOK_SECRET"] = secret
+    return env
+
+
+def entries(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", *args,
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_simulate_sends_a_whole_signed_workflow(api: Api, hub_url: str, owner: str) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    code, out, err = await run_cli("simulate", "--url", hub_url, "--job", job_id, "--delay", "0", env=kit_environment())
+    assert code == 0, err
+    lines = out.splitlines()
+    expected = ["provisioning", "vm_created", "network_configured", "ansible_started", "ansible_complete", "running"]
+    assert [line.split()[0] for line in lines] == expected
+    assert [json.loads(line.split(maxsplit=2)[2])["version"] for line in lines] == [2, 3, 4, 5, 6, 7]
+    status = (await api.status(agent_id, owner)).json()
+    assert status["status"] == "running"
+    assert re.fullmatch(r"10\.0\.\d+\.\d+", status["metadata"]["ip_address"])
+    assert [step["state"] for step in status["steps"]] == ["completed"] * 5
+
+
+async def test_simulate_fail_at_reports_the_failure_on_that_step(api: Api, hub_url: str, owner: str) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    args = ("--fail-at", "ansible_started", "--error", "Ansible failed: host unreachable.", "--delay", "0")
+    code, out, err = await run_cli("simulate", "--url", hub_url, "--job", job_id, *args, env=kit_environment())
+    assert code == 0, err
+    assert [line.split()[0] for line in out.splitlines()][-1] == "failed"
+    status = (await api.status(agent_id, owner)).json()
+    assert (status["status"], status["currentStep"]) == ("failed", "ansible_started")
+    assert status["error"] == "Ansible failed: host unreachable."
+    assert [step["state"] for step in status["steps"]] == ["completed"] * 3 + ["error", "pending"]
+
+
+async def test_simulate_can_send_one_step(api: Api, hub_url: str, owner: str) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    code, out, err = await run_cli(
+        "simulate", "--url", hub_url, "--job", job_id, "--step", "vm_created", env=kit_environment()
+    )
+    assert code == 0, err
+    assert len(out.splitlines()) == 1
+    status = (await api.status(agent_id, owner)).json()
+    assert (status["currentStep"], status["version"]) == ("vm_created", 2)
+
+
+@pytest.mark.parametrize(
+    ("secret", "code", "says"),
+    [(None, 2, "HUB_WEBHOOK_SECRET is not set"), ("not-the-hubs-secret-at-all", 1, "401")],
+    ids=["no-secret", "wrong-secret"],
+)
+async def test_simulate_without_the_right_secret_changes_nothing(
+    api: Api, hub_url: str, owner: str, secret: str | None, code: int, says: str
+) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    returned, out, err = await run_cli("simulate", "--url", hub_url, "--job", job_id, env=kit_environment(secret))
+    assert returned == code
+    assert says in out + err
+    assert (await api.status(agent_id, owner)).json()["version"] == 1
+
+
+async def test_the_demo_runs_workflows_a_dashboard_sees(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "demo", "--port", "0",
+        env=kit_environment(None), cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(CLI_TIMEOUT):
+            while not (found := re.search(r"(http://127\.0\.0\.1:\d+)/#token=(\S+)", "\n".join(output))):
+                line = await process.stdout.readline()
+                assert line, f"The demo ended before printing its dashboard URL:\n{''.join(output)}"
+                output.append(line.decode())
+        base, token = found[1], found[2]
+        async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+            page = await client.get("/")
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+            listed = await client.get("/api/agents", headers={"Authorization": f"Bearer {token}"})
+            agents = listed.json()
+            assert len(agents) >= 4
+        ids = [agent["id"] for agent in agents]
+        async with open_socket(base, "/api/ws", owner=None, headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "agentIds": ids}))
+            async with asyncio.timeout(30):
+                while (await next_status(ws, timeout=30))["status"] == "pending":
+                    pass  # snapshots of queued agents; wait for a workflow to move one
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        rest, _ = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, "".join(output) + rest.decode()
+    assert "Demo stopped" in rest.decode()
+    assert not entries(tmp_path), "The demo must leave nothing in the working directory."

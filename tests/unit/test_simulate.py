@@ -1,0 +1,98 @@
+"""The workflow kit: which callbacks a run sends, and how the sender signs and retries them."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from hub.signatures import verify
+from hub.simulate import Sender, callback_body, workflow
+
+SECRET = "unit-test-webhook-secret"
+
+
+@pytest.mark.parametrize(
+    ("fail_at", "names", "failed_step"),
+    [
+        (
+            None,
+            ["provisioning", "vm_created", "network_configured", "ansible_started", "ansible_complete", "running"],
+            None,
+        ),
+        ("provisioning", ["failed"], None),
+        ("ansible_started", ["provisioning", "vm_created", "network_configured", "failed"], "ansible_started"),
+        (
+            "running",
+            ["provisioning", "vm_created", "network_configured", "ansible_started", "ansible_complete", "failed"],
+            None,
+        ),
+    ],
+    ids=["whole", "fail-at-start", "fail-at-ansible", "fail-at-running"],
+)
+def test_a_workflow_sends_the_steps_before_its_failure(
+    fail_at: str | None, names: list[str], failed_step: str | None
+) -> None:
+    run = workflow("job-1", fail_at=fail_at)
+    assert [name for name, _ in run] == names
+    assert all(body["job_id"] == "job-1" for _, body in run)
+    if fail_at is None:
+        assert run[-1][1]["status"] == "running" and run[-1][1]["metadata"]["ip_address"]
+    else:
+        assert run[-1][1]["status"] == "failed" and run[-1][1]["error"].endswith(".")
+        assert run[-1][1].get("step") == failed_step
+
+
+def test_metadata_is_the_same_for_every_callback_of_a_job() -> None:
+    server_id = callback_body("job-1", "vm_created")["metadata"]["server_id"]
+    assert callback_body("job-1", "running")["metadata"]["server_id"] == server_id
+    assert callback_body("job-2", "running")["metadata"]["server_id"] != server_id
+
+
+def test_an_unknown_callback_is_refused_with_the_valid_names() -> None:
+    with pytest.raises(ValueError, match="heartbeat"):
+        callback_body("job-1", "vm_destroyed")
+
+
+def recording_transport(answers: list[int | Exception]) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport at the edge: answers each request with the next status (or raises the next error)."""
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = answers[len(seen) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer, json={"received": answer < 400})
+
+    return httpx.MockTransport(handle), seen
+
+
+async def test_server_and_connection_errors_are_retried_under_one_delivery_id() -> None:
+    transport, seen = recording_transport([503, httpx.ConnectError("refused"), 200])
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        response = await Sender(client, SECRET, backoff=0.0, log=lambda _: None).send(
+            {"job_id": "j", "status": "queued"}
+        )
+    assert response.status_code == 200
+    assert len(seen) == 3
+    assert len({request.headers["X-GitHub-Delivery"] for request in seen}) == 1
+    for request in seen:
+        assert verify(SECRET, request.content, request.headers["X-Hub-Signature-256"])
+        assert json.loads(request.content) == {"job_id": "j", "status": "queued"}
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+async def test_a_refusal_is_not_retried(status: int) -> None:
+    transport, seen = recording_transport([status, 200])
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        response = await Sender(client, SECRET, backoff=0.0).send({"job_id": "j", "status": "queued"})
+    assert response.status_code == status and len(seen) == 1
+
+
+async def test_the_last_answer_is_returned_when_retries_run_out() -> None:
+    transport, seen = recording_transport([502, 502, 502])
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        response = await Sender(client, SECRET, attempts=3, backoff=0.0, log=lambda _: None).send({"job_id": "j"})
+    assert response.status_code == 502 and len(seen) == 3
