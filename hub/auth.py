@@ -70,11 +70,13 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRou
 
 
 async def provide_viewer(request: Request[Any, Any, Any]) -> Viewer:
-    """Dependency: the dashboard owner behind ``Authorization: Bearer <jwt>`` (401 otherwise)."""
-    token = bearer_token(request.headers.get("authorization"))
+    """Dependency: the dashboard owner behind ``Authorization: Bearer <jwt>``, or the
+    ``status_hub_token`` cookie the main application may set HttpOnly (401 otherwise). Only the
+    read endpoints use it, and a cross-site page cannot read their answers, so a cookie is safe here."""
+    token = bearer_token(request.headers.get("authorization")) or request.cookies.get(COOKIE_NAME) or None
     if token is None:
         raise NotAuthorizedException(
-            "A dashboard token is required: Authorization: Bearer <jwt>.",
+            f"A dashboard token is required: Authorization: Bearer <jwt> or the {COOKIE_NAME} cookie.",
             headers={"WWW-Authenticate": 'Bearer realm="status-hub"'},
         )
     try:

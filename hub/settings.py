@@ -15,6 +15,7 @@ _SECRET_FIELDS = ("webhook_secret", "jwt_secret", "admin_token")
 _MIN_SECRET_LENGTH = 16
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
 _MIN_JWT_SECRET_LENGTH = 32
+_MAX_PING_INTERVAL = 30.0
 
 
 class SettingsError(ValueError):
@@ -85,6 +86,11 @@ class Settings:
                 generated.append(env_name)
             elif len(value) < (minimum := _MIN_JWT_SECRET_LENGTH if name == "jwt_secret" else _MIN_SECRET_LENGTH):
                 raise SettingsError(f"{env_name} must be at least {minimum} characters long.")
+        if settings.ping_interval > _MAX_PING_INTERVAL:
+            # Dashboards treat a socket that has been silent for ~50 s as dead and reconnect.
+            raise SettingsError(
+                f"HUB_PING_INTERVAL must be at most {_MAX_PING_INTERVAL:g} seconds; got {settings.ping_interval:g}."
+            )
         if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(
                 f"HUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR; got {settings.log_level!r}."

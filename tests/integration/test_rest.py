@@ -131,3 +131,15 @@ async def test_tokens_never_reach_the_logs(api: Api, caplog: pytest.LogCaptureFi
 
 async def test_unknown_routes_are_404(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/nothing-here")).status_code == 404
+
+
+async def test_reads_accept_the_dashboard_cookie(api: Api) -> None:
+    agent_id, _ = await api.new_job("owner-1")
+    api.client.cookies.set("status_hub_token", token_for("owner-1"))
+    try:
+        assert (await api.client.get(f"/api/agents/{agent_id}/instance")).status_code == 200
+        assert (await api.client.get("/api/agents")).status_code == 200
+        api.client.cookies.set("status_hub_token", token_for("owner-2"))
+        assert (await api.client.get(f"/api/agents/{agent_id}/instance")).status_code == 403
+    finally:
+        api.client.cookies.clear()
