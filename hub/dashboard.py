@@ -32,7 +32,8 @@ def index() -> File:
     return File(
         STATIC_DIR / "index.html",
         content_disposition_type="inline",
-        media_type="text/html; charset=utf-8",
+        # Litestar appends "; charset=utf-8" to text types itself.
+        media_type="text/html",
         headers=_PAGE_HEADERS,
     )
 
