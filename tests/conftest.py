@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,34 +16,22 @@ from tests.support.config import (
     ADMIN_TOKEN,
     ALLOWED_ORIGIN,
     JWT_SECRET,
-    PG_ADMIN_DSN,
     REDIS_URL,
     WEBHOOK_SECRET,
 )
+from tests.support.database import fresh_database
 
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
     """A database made for this run, migrated to head, dropped afterwards."""
-    name = f"status_hub_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    url = f"{base}/{name}"
-    engine = make_engine(url, pool_size=1)
-    try:
-        await upgrade_database(engine)
-    finally:
-        await engine.dispose()
-    yield url
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database("status_hub_test") as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            await upgrade_database(engine)
+        finally:
+            await engine.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,41 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.app import create_app
-from hub.runtime import Hub
 from hub.settings import Settings
-from tests.support.api import Api, token_for
+from tests.support.api import token_for
 from tests.support.config import ALLOWED_ORIGIN
-from tests.support.server import serve_app
+from tests.support.live import LiveHub, live_hub
 from tests.support.waiting import wait_until
 from tests.support.ws import close_code, next_frame, next_status, open_socket, until_version
 
-Live = tuple[str, Hub, Api]
-
 
 @pytest.fixture
-async def live(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[Live]:
-    app = create_app(dataclasses.replace(settings, ping_interval=0.5))
-    async with serve_app(app) as base, httpx.AsyncClient(base_url=base) as client:
-        yield base, app.state.hub, Api(client)
+async def live(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[LiveHub]:
+    async with live_hub(settings, ping_interval=0.5) as running:
+        yield running
 
 
-async def heartbeat(api: Api, job_id: str) -> int:
-    response = await api.callback({"job_id": job_id, "type": "heartbeat"})
-    assert response.status_code == 200, response.text
-    version: int = response.json()["version"]
-    return version
-
-
-async def test_a_socket_gets_the_snapshot_then_every_newer_version(live: Live) -> None:
+async def test_a_socket_gets_the_snapshot_then_every_newer_version(live: LiveHub) -> None:
     base, _, api = live
     agent_id, job_id = await api.new_job()
     async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:
@@ -53,30 +39,30 @@ async def test_a_socket_gets_the_snapshot_then_every_newer_version(live: Live) -
     assert [step["state"] for step in final["steps"]] == ["completed"] * 5
 
 
-async def test_a_client_that_has_the_current_version_gets_nothing_until_the_next(live: Live) -> None:
+async def test_a_client_that_has_the_current_version_gets_nothing_until_the_next(live: LiveHub) -> None:
     base, _, api = live
     agent_id, job_id = await api.new_job()
-    current = await heartbeat(api, job_id)
+    current = await api.heartbeat(job_id)
     async with open_socket(base, f"/api/agents/{agent_id}/instance/ws?version={current}") as ws:
         # The ping proves the subscription is live and that no snapshot came first.
         ping = await next_frame(ws, "ping")
         assert ping["versions"] == {agent_id: current}
-        newer = await heartbeat(api, job_id)
+        newer = await api.heartbeat(job_id)
         assert (await next_status(ws))["version"] == newer
 
 
-async def test_a_client_behind_gets_exactly_one_snapshot(live: Live) -> None:
+async def test_a_client_behind_gets_exactly_one_snapshot(live: LiveHub) -> None:
     base, _, api = live
     agent_id, job_id = await api.new_job()
     for _ in range(3):
-        latest = await heartbeat(api, job_id)
+        latest = await api.heartbeat(job_id)
     async with open_socket(base, f"/api/agents/{agent_id}/instance/ws?version=1") as ws:
         assert (await next_status(ws))["version"] == latest
         ping = await next_frame(ws, "ping")  # no second status before the next ping
         assert ping["versions"] == {agent_id: latest}
 
 
-async def test_the_dashboard_socket_subscribes_and_unsubscribes(live: Live) -> None:
+async def test_the_dashboard_socket_subscribes_and_unsubscribes(live: LiveHub) -> None:
     base, hub, api = live
     first, first_job = await api.new_job()
     second, second_job = await api.new_job()
@@ -87,8 +73,8 @@ async def test_the_dashboard_socket_subscribes_and_unsubscribes(live: Live) -> N
 
         await ws.send(json.dumps({"type": "unsubscribe", "agentIds": [first]}))
         await next_frame(ws, "ping")  # the unsubscribe has been handled by then
-        await heartbeat(api, first_job)
-        second_version = await heartbeat(api, second_job)
+        await api.heartbeat(first_job)
+        second_version = await api.heartbeat(second_job)
         status = await next_status(ws)
         assert (status["agentId"], status["version"]) == (second, second_version)
         ping = await next_frame(ws, "ping")
@@ -106,7 +92,7 @@ async def test_the_dashboard_socket_subscribes_and_unsubscribes(live: Live) -> N
     ids=["malformed", "unknown-type", "mistyped-ids"],
 )
 async def test_a_bad_client_frame_gets_an_error_frame_and_the_socket_stays(
-    live: Live, frame: str, code: int, word: str
+    live: LiveHub, frame: str, code: int, word: str
 ) -> None:
     base, _, api = live
     agent_id, _ = await api.new_job()
@@ -118,7 +104,7 @@ async def test_a_bad_client_frame_gets_an_error_frame_and_the_socket_stays(
         assert (await next_status(ws))["agentId"] == agent_id
 
 
-async def test_the_dashboard_socket_refuses_other_owners_and_unknown_agents(live: Live) -> None:
+async def test_the_dashboard_socket_refuses_other_owners_and_unknown_agents(live: LiveHub) -> None:
     base, hub, api = live
     mine, _ = await api.new_job("owner-1")
     theirs, _ = await api.new_job("owner-2")
@@ -134,7 +120,7 @@ async def test_the_dashboard_socket_refuses_other_owners_and_unknown_agents(live
         assert hub.broker.channels == frozenset({hub.channel(mine)})
 
 
-async def test_socket_auth_refusals_have_documented_close_codes(live: Live) -> None:
+async def test_socket_auth_refusals_have_documented_close_codes(live: LiveHub) -> None:
     base, _, api = live
     mine, _ = await api.new_job("owner-1")
     theirs, _ = await api.new_job("owner-2")
@@ -152,7 +138,7 @@ async def test_socket_auth_refusals_have_documented_close_codes(live: Live) -> N
             assert await close_code(ws) == expected
 
 
-async def test_browsers_authenticate_with_a_subprotocol_or_a_cookie_from_an_allowed_origin(live: Live) -> None:
+async def test_browsers_authenticate_with_a_subprotocol_or_a_cookie_from_an_allowed_origin(live: LiveHub) -> None:
     base, _, api = live
     agent_id, _ = await api.new_job("owner-1")
     path = f"/api/agents/{agent_id}/instance/ws"
@@ -169,7 +155,7 @@ async def test_browsers_authenticate_with_a_subprotocol_or_a_cookie_from_an_allo
         assert await close_code(ws) == 4403
 
 
-async def test_idle_sockets_get_pings_with_their_versions(live: Live) -> None:
+async def test_idle_sockets_get_pings_with_their_versions(live: LiveHub) -> None:
     base, _, api = live
     agent_id, _ = await api.new_job()
     async with open_socket(base, "/api/ws") as ws:
@@ -179,7 +165,7 @@ async def test_idle_sockets_get_pings_with_their_versions(live: Live) -> None:
         assert ping["versions"] == {agent_id: 1}
 
 
-async def test_many_sockets_on_one_agent_all_end_on_the_latest_version(live: Live) -> None:
+async def test_many_sockets_on_one_agent_all_end_on_the_latest_version(live: LiveHub) -> None:
     base, hub, api = live
     agent_id, job_id = await api.new_job()
     sockets = [await open_socket(base, f"/api/agents/{agent_id}/instance/ws") for _ in range(50)]
@@ -188,7 +174,7 @@ async def test_many_sockets_on_one_agent_all_end_on_the_latest_version(live: Liv
             assert (await next_status(ws))["version"] == 1
         assert hub.broker.subscriber_count(hub.channel(agent_id)) == 50
         for _ in range(5):
-            latest = await heartbeat(api, job_id)
+            latest = await api.heartbeat(job_id)
         for ws in sockets:
             seen = await until_version(ws, latest)
             assert seen == sorted(set(seen)), "versions must strictly rise"

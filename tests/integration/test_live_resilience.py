@@ -18,30 +18,21 @@ from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import Settings
 from tests.support.api import Api, token_for
+from tests.support.live import LiveHub, live_hub
 from tests.support.rawws import RawSocket
 from tests.support.redis_server import RedisServer
 from tests.support.server import serve_app
 from tests.support.waiting import wait_until
 from tests.support.ws import next_status, open_socket, until_version
 
-Live = tuple[str, Hub, Api]
-
 
 @pytest.fixture
-async def live(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[Live]:
-    app = create_app(dataclasses.replace(settings, send_timeout=0.5))
-    async with serve_app(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
-        yield base, app.state.hub, Api(client)
+async def live(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[LiveHub]:
+    async with live_hub(settings, send_timeout=0.5) as running:
+        yield running
 
 
-async def heartbeat(api: Api, job_id: str) -> int:
-    response = await api.callback({"job_id": job_id, "type": "heartbeat"})
-    assert response.status_code == 200, response.text
-    version: int = response.json()["version"]
-    return version
-
-
-async def test_a_client_that_stops_reading_slows_no_one_and_holds_one_frame(live: Live) -> None:
+async def test_a_client_that_stops_reading_slows_no_one_and_holds_one_frame(live: LiveHub) -> None:
     base, hub, api = live
     agent_id, job_id = await api.new_job()
     # Large statuses fill the stalled client's buffers quickly.
@@ -60,7 +51,7 @@ async def test_a_client_that_stops_reading_slows_no_one_and_holds_one_frame(live
             async def beat() -> int:
                 nonlocal max_pending
                 async with gate:
-                    version = await heartbeat(api, job_id)
+                    version = await api.heartbeat(job_id)
                 max_pending = max(max_pending, *(s.pending_count for s in hub.sockets))
                 return version
 
@@ -89,7 +80,7 @@ async def test_a_client_that_stops_reading_slows_no_one_and_holds_one_frame(live
     assert versions[-1] < latest
 
 
-async def test_connection_churn_leaves_no_channel_task_or_subscriber(live: Live, settings: Settings) -> None:
+async def test_connection_churn_leaves_no_channel_task_or_subscriber(live: LiveHub, settings: Settings) -> None:
     base, hub, api = live
     agents = [await api.new_job() for _ in range(5)]
     port = urlsplit(base).port
@@ -154,7 +145,7 @@ async def test_a_redis_outage_loses_no_final_state_and_fails_no_callback(
 
                 async def beat_all() -> None:
                     for agent_id, job_id in jobs:
-                        latest[agent_id] = await heartbeat(api, job_id)
+                        latest[agent_id] = await api.heartbeat(job_id)
 
                 await beat_all()
                 await redis_server.kill()
@@ -173,5 +164,5 @@ async def test_a_redis_outage_loses_no_final_state_and_fails_no_callback(
                         seen[status["agentId"]] = status["version"]
                 await until_version(single, latest[jobs[0][0]], timeout=30)
                 # And live delivery works again after the outage.
-                newest = await heartbeat(api, jobs[1][1])
+                newest = await api.heartbeat(jobs[1][1])
                 await until_version(dashboard, newest, timeout=10)

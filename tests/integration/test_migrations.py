@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -17,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from hub.migrate import upgrade_database
 from persistence import Base, make_engine
-from tests.support.config import PG_ADMIN_DSN
+from tests.support.database import fresh_database
 from tests.support.process import ROOT
 
 TABLES = {"agents", "provisioning_jobs", "agent_instances", "callback_events", "alembic_version"}
@@ -25,18 +23,8 @@ TABLES = {"agents", "provisioning_jobs", "agent_instances", "callback_events", "
 
 @pytest.fixture
 async def empty_database() -> AsyncIterator[str]:
-    name = f"status_hub_migrate_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database("status_hub_migrate") as url:
+        yield url
 
 
 def _drift(connection: Connection) -> list[object]:

@@ -59,6 +59,13 @@ class Api:
             headers["X-GitHub-Delivery"] = delivery
         return await self.client.post("/api/webhooks/github", content=raw, headers=headers)
 
+    async def heartbeat(self, job_id: str) -> int:
+        """Send a heartbeat (a visible change); the version it produced."""
+        response = await self.callback({"job_id": job_id, "type": "heartbeat"})
+        assert response.status_code == 200, response.text
+        version: int = response.json()["version"]
+        return version
+
     async def status(self, agent_id: str, owner_id: str = "owner-1", etag: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token_for(owner_id)}"}
         if etag is not None:
