@@ -19,28 +19,9 @@ import redis.asyncio
 
 from channels import Backend, Broker, Event, MemoryBackend, RedisBackend, channel_name
 from tests.support.config import REDIS_URL
+from tests.support.inbox import Inbox, pair
 
 WAIT = 10.0  # seconds; the bound of every wait in this file
-
-
-class Inbox:
-    """Collects what a subscriber's deliver callback receives."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    def put(self, value: Any) -> None:
-        self._queue.put_nowait(value)
-
-    async def next(self) -> Any:
-        return await asyncio.wait_for(self._queue.get(), WAIT)
-
-    def empty(self) -> bool:
-        return self._queue.empty()
-
-
-def pair(channel: str, data: bytes) -> tuple[str, bytes]:
-    return channel, data
 
 
 class Transport:

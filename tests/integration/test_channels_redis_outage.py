@@ -12,12 +12,12 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from typing import Any
 
 import pytest
 import redis.asyncio
 
 from channels import Broker, RedisBackend, channel_name
+from tests.support.inbox import Inbox, pair
 from tests.support.redis_server import RedisServer
 
 WAIT = 10.0  # seconds; the bound of every wait in this file
@@ -36,21 +36,6 @@ def fast_backend(client: redis.asyncio.Redis, *, half_open_after: float | None =
         ping_timeout=timeout,
         connect_timeout=timeout,
     )
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    def put(self, value: Any) -> None:
-        self._queue.put_nowait(value)
-
-    async def next(self) -> Any:
-        return await asyncio.wait_for(self._queue.get(), WAIT)
-
-
-def pair(channel: str, data: bytes) -> tuple[str, bytes]:
-    return channel, data
 
 
 class Resyncs:

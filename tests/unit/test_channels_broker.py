@@ -8,11 +8,11 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
 
 import pytest
 
 from channels import Broker, Event, Message, Restored
+from tests.support.inbox import Inbox, pair
 
 WAIT = 5.0
 
@@ -54,21 +54,6 @@ class ScriptedBackend:
             yield item
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    def put(self, value: Any) -> None:
-        self._queue.put_nowait(value)
-
-    async def next(self) -> Any:
-        return await asyncio.wait_for(self._queue.get(), WAIT)
-
-
-def pair(channel: str, data: bytes) -> tuple[str, bytes]:
-    return channel, data
-
-
 async def test_restored_resyncs_each_listened_channel_once_for_all_its_subscribers() -> None:
     calls: Counter[str] = Counter()
     decoded: list[bytes] = []
@@ -83,11 +68,11 @@ async def test_restored_resyncs_each_listened_channel_once_for_all_its_subscribe
 
     backend = ScriptedBackend()
     async with Broker(backend, decode, resync) as broker, AsyncExitStack() as stack:
-        a1, a2, b = Inbox(), Inbox(), Inbox()
+        a1, a2, b = Inbox(WAIT), Inbox(WAIT), Inbox(WAIT)
         await stack.enter_async_context(broker.subscribe("a", a1.put))
         await stack.enter_async_context(broker.subscribe("a", a2.put))
         await stack.enter_async_context(broker.subscribe("b", b.put))
-        await stack.enter_async_context(broker.subscribe("gone", Inbox().put))
+        await stack.enter_async_context(broker.subscribe("gone", Inbox(WAIT).put))
 
         backend.inject(Restored(("a", "b", "gone", "nobody-listens")))
         assert await a1.next() == ("a", b"fresh a")
@@ -122,7 +107,7 @@ async def test_resyncs_run_concurrently_within_the_limit() -> None:
 
     backend = ScriptedBackend()
     async with Broker(backend, pair, resync, resync_limit=4) as broker, AsyncExitStack() as stack:
-        inboxes = {channel: Inbox() for channel in channels}
+        inboxes = {channel: Inbox(WAIT) for channel in channels}
         for channel, inbox in inboxes.items():
             await stack.enter_async_context(broker.subscribe(channel, inbox.put))
         backend.inject(Restored(tuple(channels)))
@@ -142,8 +127,8 @@ async def test_a_failing_resync_is_logged_and_the_others_proceed(caplog: pytest.
 
     backend = ScriptedBackend()
     async with Broker(backend, pair, resync, resync_limit=1) as broker, AsyncExitStack() as stack:
-        good = Inbox()
-        await stack.enter_async_context(broker.subscribe("bad", Inbox().put))
+        good = Inbox(WAIT)
+        await stack.enter_async_context(broker.subscribe("bad", Inbox(WAIT).put))
         await stack.enter_async_context(broker.subscribe("good", good.put))
         with caplog.at_level(logging.ERROR, logger="channels.broker"):
             backend.inject(Restored(("bad", "good")))
@@ -154,7 +139,7 @@ async def test_a_failing_resync_is_logged_and_the_others_proceed(caplog: pytest.
 async def test_the_listener_survives_a_failing_event_stream(caplog: pytest.LogCaptureFixture) -> None:
     backend = ScriptedBackend()
     async with Broker(backend, pair) as broker:
-        inbox = Inbox()
+        inbox = Inbox(WAIT)
         async with broker.subscribe("a", inbox.put):
             with caplog.at_level(logging.ERROR, logger="channels.broker"):
                 backend.inject(RuntimeError("transport bug"))
@@ -174,7 +159,7 @@ async def test_leaving_the_broker_cancels_a_resync_in_flight() -> None:
     backend = ScriptedBackend()
     baseline = asyncio.all_tasks()
     broker = Broker(backend, pair, resync)
-    async with broker, broker.subscribe("a", Inbox().put):
+    async with broker, broker.subscribe("a", Inbox(WAIT).put):
         backend.inject(Restored(("a",)))
         await asyncio.wait_for(entered.wait(), WAIT)
     assert asyncio.all_tasks() - baseline == set()
