@@ -1,20 +1,39 @@
-"""Waking socket senders in batches, so a wide fan-out leaves room for everything else on the loop."""
+"""Fan-out mechanics: websocket frames encoded once for every socket, and flushes spread over loop
+iterations so a wide broadcast leaves room for everything else on the loop."""
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections import deque
-from typing import Final
+from typing import Final, Protocol
 
-# Sends per loop iteration before the rest wait for the next one (PERFORMANCE.md: yield every
-# ~100-200 sends, or a 1,000-wide broadcast holds callbacks for tens of milliseconds).
+# Sockets flushed per loop iteration before the rest wait for the next one (PERFORMANCE.md: yield
+# every ~100-200 sends, or a 1,000-wide broadcast holds callbacks for tens of milliseconds).
 DEFAULT_BATCH: Final = 128
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A complete, final, unmasked websocket text frame (RFC 6455 5.2). Server frames are never
+    masked, so one encoding serves every socket."""
+    length = len(payload)
+    if length < 126:
+        head = struct.pack("!BB", 0x81, length)
+    elif length < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, length)
+    return head + payload
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
 class Waker:
-    """``wake(event)`` sets the event now while this loop iteration's budget lasts, and otherwise
-    defers it to a drainer that sets ``batch`` events per iteration. Between two batches the loop
-    runs the woken senders and polls I/O, so a callback arriving mid-broadcast is served promptly."""
+    """``schedule(socket)`` flushes the socket now while this loop iteration's budget lasts, and
+    otherwise defers it to a drainer that flushes ``batch`` sockets per iteration. Between two
+    batches the loop polls I/O, so a callback arriving mid-broadcast is served promptly."""
 
     def __init__(self, batch: int = DEFAULT_BATCH) -> None:
         if batch < 1:
@@ -22,25 +41,24 @@ class Waker:
         self._batch = batch
         self._budget = batch
         self._refill_scheduled = False
-        self._deferred: deque[asyncio.Event] = deque()
+        self._deferred: deque[Flushable] = deque()
         self._drainer: asyncio.Task[None] | None = None
 
     @property
     def deferred(self) -> int:
         return len(self._deferred)
 
-    def wake(self, event: asyncio.Event) -> None:
-        if event.is_set():
-            return
+    def schedule(self, socket: Flushable) -> None:
+        """Flush ``socket`` now or soon; the caller keeps a socket from being scheduled twice."""
         if self._budget > 0 and not self._deferred:
             self._budget -= 1
-            event.set()
             if not self._refill_scheduled:
                 # Runs on the next iteration: the budget is per iteration of the loop.
                 self._refill_scheduled = True
                 asyncio.get_running_loop().call_soon(self._refill)
+            socket.flush()
             return
-        self._deferred.append(event)
+        self._deferred.append(socket)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="fan-out-drainer")
 
@@ -51,9 +69,9 @@ class Waker:
     async def _drain(self) -> None:
         try:
             while self._deferred:
-                await asyncio.sleep(0)  # one loop iteration: run the senders woken last time, poll I/O
+                await asyncio.sleep(0)  # one loop iteration: let I/O and other callbacks run
                 for _ in range(min(self._batch, len(self._deferred))):
-                    self._deferred.popleft().set()
+                    self._deferred.popleft().flush()
         finally:
             self._drainer = None
 

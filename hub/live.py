@@ -26,6 +26,10 @@ MAX_SUBSCRIPTIONS: Final = 1000
 # How long a too-slow client has to take what is already buffered and then the 4408 close frame.
 CLOSE_GRACE: Final = 30.0
 
+# The ASGI scope extension through which hub.server's protocol offers direct frame writes.
+WRITE_FRAME_EXTENSION: Final = "status-hub.write_frame"
+
+WriteFrame = Callable[[bytes], bool]
 Send = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 _encoder = msgspec.json.Encoder()
@@ -51,16 +55,21 @@ class LiveSocket:
         "_subscriptions",
         "_versions",
         "_wakeup",
+        "_write_frame",
         "close_connection",
+        "flush_scheduled",
         "next_ping",
         "ping_due",
         "sending_since",
         "too_slow",
     )
 
-    def __init__(self, hub: Hub, send: Send, close: Close) -> None:
+    def __init__(self, hub: Hub, send: Send, close: Close, write_frame: WriteFrame | None = None) -> None:
         self._hub = hub
         self._send = send
+        # Direct frame writes when the server offers them (hub.server); None under other servers.
+        self._write_frame = write_frame
+        self.flush_scheduled = False
         self.close_connection = close
         self._pending: dict[str, StatusFrame] = {}
         # The newest version this client has (sent, or that it told us it had).
@@ -93,7 +102,29 @@ class LiveSocket:
         pending = self._pending.get(agent_id)
         if pending is None or frame.version > pending.version:
             self._pending[agent_id] = frame
-            self._hub.waker.wake(self._wakeup)
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self._hub.waker.schedule(self)
+
+    def flush(self) -> None:
+        """Write pending frames straight to the connection while it takes them; whatever is left
+        (the transport pushes back, or no direct writes) goes to the sender task and its deadline."""
+        self.flush_scheduled = False
+        pending = self._pending
+        if not pending or self.sending_since:
+            return  # nothing to do, or the sender is mid-send and picks up what is pending next
+        write = self._write_frame
+        if write is not None:
+            while pending:
+                agent_id = next(iter(pending))
+                frame = pending[agent_id]
+                if not write(frame.wire):
+                    break
+                del pending[agent_id]
+                self._versions[agent_id] = frame.version
+            if not pending:
+                return
+        self._wakeup.set()
 
     async def subscribe(self, agent_id: str, known_version: int = 0) -> None:
         """Subscribe first, then read the snapshot: nothing published in between is missed, and

@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, channel_name
-from hub.fanout import Waker
+from hub.fanout import Waker, text_frame
 from hub.settings import Settings
 from hub.wire import VersionOnly, encode_status
 from persistence import make_engine, make_session_factory, queries
@@ -34,13 +34,15 @@ class StatusFrame:
 
     agent_id: str
     version: int
-    text: str  # the complete websocket text frame: {"type":"status","data":<status>}
+    text: str  # the websocket message: {"type":"status","data":<status>}
+    wire: bytes  # the same message as a complete websocket frame, written as is to every socket
 
 
 def status_frame(_channel: str, data: bytes) -> StatusFrame:
     head = _version_decoder.decode(data)
-    # Decoded to str once here, not once per socket: ASGI text frames are str.
-    return StatusFrame(agent_id=head.agentId, version=head.version, text=(_FRAME_HEAD + data + b"}").decode())
+    message = _FRAME_HEAD + data + b"}"
+    # Encoded once here for every local socket: as str for ASGI, and as a ready websocket frame.
+    return StatusFrame(agent_id=head.agentId, version=head.version, text=message.decode(), wire=text_frame(message))
 
 
 class LiveConnection(Protocol):

@@ -8,9 +8,11 @@ import shlex
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from hub.app import create_app
 from hub.auth import issue_dashboard_token
+from hub.live import WRITE_FRAME_EXTENSION
 from hub.settings import Settings
 from hub.signatures import sign
 
@@ -19,14 +21,34 @@ ABANDON_AFTER = 35.0
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websocket protocol, plus one guarantee: a connection whose handler has finished is
-    aborted after a grace period. uvicorn closes the transport gracefully, which waits until the
-    peer has read everything buffered; a peer that never reads would keep the socket (and its
-    buffer) open forever."""
+    """uvicorn's websocket protocol, plus two things.
+
+    - ``write_frame``, offered to the app as the ASGI extension ``status-hub.write_frame``: write a
+      pre-encoded frame straight to the transport when it can take it now. A status is encoded
+      once per update for all sockets, and the ASGI send path (an await, a frame built per socket)
+      is kept for when the transport pushes back.
+    - A connection whose handler has finished is aborted after a grace period. uvicorn closes the
+      transport gracefully, which waits until the peer has read everything buffered; a peer that
+      never reads would keep the socket (and its buffer) open forever.
+    """
 
     async def run_asgi(self) -> None:
+        self.scope["extensions"][WRITE_FRAME_EXTENSION] = {"write_frame": self.write_frame}
         await super().run_asgi()
         self.loop.call_later(ABANDON_AFTER, self._abandon)
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write a complete server frame if the connection is open and not pushing back; else False."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or not self.writable.is_set()
+            or self.conn.state is not State.OPEN
+        ):
+            return False
+        self.transport.write(frame)
+        return True
 
     def _abandon(self) -> None:
         if not self.disconnected:

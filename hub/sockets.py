@@ -80,7 +80,10 @@ async def _serve(
     async def close(code: int, reason: str) -> None:
         await close_socket(socket, code, reason, timeout=live.CLOSE_GRACE)
 
-    state = live.LiveSocket(hub, send, close)
+    extensions: dict[str, Any] = socket.scope.get("extensions") or {}
+    offered = extensions.get(live.WRITE_FRAME_EXTENSION)
+    write_frame: live.WriteFrame | None = offered["write_frame"] if offered else None
+    state = live.LiveSocket(hub, send, close, write_frame)
     hub.sockets.add(state)
     sender = asyncio.create_task(_run_sender(hub, state))
     receiver = asyncio.create_task(_run_receiver(socket, hub, state, agent_ids, versions, viewer))
