@@ -11,6 +11,7 @@ from typing import Final
 
 import msgspec
 
+from hub.fanout import text_frame
 from hub.runtime import Hub, StatusFrame, status_frame
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,10 @@ class LiveSocket:
                 self.too_slow = True
                 self._sender.cancel()
         elif now >= self.next_ping and not self.ping_due:
+            self.next_ping = now + settings.ping_interval
+            write = self._write_frame
+            if write is not None and not self._pending and write(text_frame(self.ping_frame().encode())):
+                return
             self.ping_due = True
             self._wakeup.set()
 
