@@ -13,7 +13,11 @@ from sqlalchemy.pool import ConnectionPoolEntry
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     """An async engine for ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URLs."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        # One connection, so writes queue in the pool instead of failing: two SQLite transactions
+        # that read, then both try to write, get "database is locked" at once (no busy wait).
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
