@@ -37,7 +37,8 @@ async def run_suite(mode: str, scale: Scale, names: list[str], *, pin: bool = Tr
     result: dict[str, Any] = {
         "mode": mode,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": shlex.join([sys.executable, "-m", "bench", *sys.argv[1:]]),
+        # The venv's python by its usual relative name: no machine path in a published result.
+        "command": shlex.join([".venv/bin/python", "-m", "bench", *sys.argv[1:]]),
         "machine": procs.machine(),
         "versions": versions(),
         "scale": {k: getattr(scale, k) for k in scale.__dataclass_fields__},
