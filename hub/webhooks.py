@@ -55,7 +55,9 @@ async def _apply(hub: Hub, body: WebhookBody, raw: bytes, delivery_id: str | Non
             async with hub.engine.begin() as connection:
                 return await callbacks.apply(connection, body, raw, delivery_id)
         except IntegrityError:
-            # Two deliveries with one id raced on different jobs; the retry answers as the first did.
+            # Two deliveries with one id raced: the loser's locking read ran on a snapshot taken
+            # before the winner committed its event, so the event's unique delivery id stopped it.
+            # The retry reads that event and answers as the first delivery did.
             if attempt == 2 or delivery_id is None:
                 raise
             log.info("Delivery %s raced with a concurrent one; answering from the first.", delivery_id)
