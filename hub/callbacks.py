@@ -84,11 +84,17 @@ async def apply(connection: AsyncConnection, body: WebhookBody, raw: bytes, deli
     if job is None:
         raise CallbackError(404, f"No provisioning job with job_id {body.job_id!r}.", "job_id")
     if job.earlier is not None:
+        if job.earlier_job != job.id:
+            raise CallbackError(
+                409, f"This delivery id was already used for job {job.earlier_job!r}; use a new one per callback."
+            )
         applied, version = job.earlier
         return Outcome(WebhookReply(received=True, applied=applied, version=version), None)
     instance = job.instance
 
-    if body.type == "heartbeat":
+    if not job.current:
+        applied = False  # the agent was provisioned again: this job's instance is history
+    elif body.type == "heartbeat":
         applied = _heartbeat(instance)
     elif body.status == "provisioning" and body.step is not None:
         applied = _advance_step(job, instance, body.step, body.metadata)

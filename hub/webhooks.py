@@ -55,10 +55,12 @@ async def _apply(hub: Hub, body: WebhookBody, raw: bytes, delivery_id: str | Non
             async with hub.engine.begin() as connection:
                 return await callbacks.apply(connection, body, raw, delivery_id)
         except IntegrityError:
-            # Two deliveries with one id raced: the loser's locking read ran on a snapshot taken
-            # before the winner committed its event, so the event's unique delivery id stopped it.
-            # The retry reads that event and answers as the first delivery did.
-            if attempt == 2 or delivery_id is None:
+            # A race the locking read could not see, because its subqueries ran on a snapshot
+            # taken before the other transaction committed: two deliveries with one id (the
+            # unique delivery id stops the second), or a new provisioning of the agent (the unique
+            # (agent, version) stops a late callback of the old job). One retry reads the
+            # committed state and answers as the design says.
+            if attempt == 2:
                 raise
-            log.info("Delivery %s raced with a concurrent one; answering from the first.", delivery_id)
+            log.info("A callback for job %s raced with a concurrent change; retrying it once.", body.job_id)
     raise AssertionError("unreachable")

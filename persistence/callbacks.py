@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from persistence.models import AgentInstance, CallbackEvent, ProvisioningJob, utcnow
@@ -19,6 +19,7 @@ from persistence.models import AgentInstance, CallbackEvent, ProvisioningJob, ut
 _jobs: Table = ProvisioningJob.__table__  # type: ignore[assignment]
 _instances: Table = AgentInstance.__table__  # type: ignore[assignment]
 _events: Table = CallbackEvent.__table__  # type: ignore[assignment]
+_newer = _instances.alias("newer")
 
 
 @dataclass(slots=True)
@@ -45,6 +46,10 @@ class JobState:
     instance: InstanceState
     # (applied, version) of an earlier callback with the same delivery id, if there was one.
     earlier: tuple[bool, int] | None = None
+    # The job of that earlier callback: a delivery id reused for another job is refused.
+    earlier_job: str | None = None
+    # False when a newer provisioning of the agent superseded this job's instance.
+    current: bool = True
     _original: tuple[str, str | None] = field(default=("", None), repr=False)
 
     @property
@@ -65,12 +70,16 @@ def _lock_statement(with_delivery: bool) -> Any:
         _instances.c.last_heartbeat_at,
         _instances.c.version,
         _instances.c.updated_at,
+        # The agent's newest version over all its instances: a callback for a job whose instance
+        # was superseded by a newer provisioning must not change anything (versions are per agent).
+        select(func.max(_newer.c.version)).where(_newer.c.agent_id == _instances.c.agent_id).scalar_subquery(),
     ]
     if with_delivery:
         earlier = _events.c.delivery_id == bindparam("delivery_id")
         columns += [
             select(_events.c.applied).where(earlier).scalar_subquery(),
             select(_events.c.version).where(earlier).scalar_subquery(),
+            select(_events.c.job_id).where(earlier).scalar_subquery(),
         ]
     return (
         select(*columns)
@@ -162,9 +171,18 @@ async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_i
         version=row[9],
         updated_at=row[10],
     )
-    earlier = (bool(row[11]), int(row[12])) if delivery_id is not None and row[11] is not None else None
+    found = delivery_id is not None and row[12] is not None
     return JobState(
-        id=job_id, status=row[0], error=row[1], instance=instance, earlier=earlier, _original=(row[0], row[1])
+        id=job_id,
+        status=row[0],
+        error=row[1],
+        instance=instance,
+        earlier=(bool(row[12]), int(row[13])) if found else None,
+        earlier_job=row[14] if found else None,
+        # <=, not ==: when this statement waited for the row lock, the locked row is re-read at its
+        # newest version while the subquery keeps the statement's older snapshot.
+        current=row[11] is None or row[11] <= instance.version,
+        _original=(row[0], row[1]),
     )
 
 

@@ -76,9 +76,19 @@ async def start_provisioning(
     session: AsyncSession, agent: Agent, *, job_id: str
 ) -> tuple[ProvisioningJob, AgentInstance]:
     """A queued job and a pending instance; the version continues from the agent's previous instance."""
-    # Lock the agent so two concurrent provision calls cannot both see "nothing in progress".
+    # Lock the agent so two concurrent provision calls cannot both see "nothing in progress", and
+    # the newest instance so a callback bumping its version (a heartbeat of a running instance)
+    # finishes first: the new instance's version must come after it.
     await session.execute(select(Agent.id).where(Agent.id == agent.id).with_for_update())
-    previous = await latest_instance(session, agent.id)
+    previous = (
+        await session.execute(
+            select(AgentInstance)
+            .where(AgentInstance.agent_id == agent.id)
+            .order_by(AgentInstance.version.desc())
+            .limit(1)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
     if previous is not None and previous.status in ACTIVE_INSTANCE_STATUSES:
         raise ProvisioningConflict(f"Agent {agent.id} already has a provisioning in progress (job {previous.job_id}).")
     if await session.get(ProvisioningJob, job_id) is not None:

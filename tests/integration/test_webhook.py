@@ -251,3 +251,28 @@ async def test_an_unreachable_database_is_503_with_retry_after(settings: Any) ->
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert "database" in response.json()["detail"]
+
+
+async def test_a_late_callback_of_a_superseded_job_changes_nothing(api: Api) -> None:
+    agent_id, old_job = await api.new_job()
+    await api.callback({"job_id": old_job, "status": "running", "metadata": {"ip_address": "10.0.0.1"}})
+    new = await api.provision(agent_id)
+    assert new["status"]["version"] == 3
+    for late in ({"type": "heartbeat"}, {"status": "stopped"}):
+        response = await api.callback({"job_id": old_job, **late})
+        assert response.status_code == 200, response.text
+        assert response.json()["applied"] is False
+    status = (await api.status(agent_id)).json()
+    assert (status["jobId"], status["version"], status["status"]) == (new["jobId"], 3, "pending")
+    response = await api.callback({"job_id": new["jobId"], "status": "provisioning", "step": "vm_created"})
+    assert response.json() == {"received": True, "applied": True, "version": 4}
+
+
+async def test_a_delivery_id_reused_for_another_job_is_refused(api: Api) -> None:
+    _, first = await api.new_job()
+    agent_id, second = await api.new_job()
+    await api.callback({"job_id": first, "type": "heartbeat"}, delivery="shared-id")
+    response = await api.callback({"job_id": second, "type": "heartbeat"}, delivery="shared-id")
+    assert response.status_code == 409
+    assert first in response.json()["detail"]
+    assert (await api.status(agent_id)).json()["version"] == 1
