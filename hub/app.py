@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,8 @@ from hub.auth import provide_viewer
 from hub.runtime import Hub, open_hub
 from hub.settings import Settings
 
+SHUTDOWN_CLOSE_TIMEOUT = 3.0
+
 
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
@@ -26,9 +29,16 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 sweeper.cancel()
-                # uvicorn already sends 1012 on shutdown; this covers servers that do not.
-                for socket in list(hub.sockets):
-                    await socket.close_connection(live.CLOSE_SERVICE_RESTART, "Service restart: reconnect.")
+                # uvicorn already sends 1012 on shutdown; this covers servers that do not, all at once
+                # and bounded, so stalled clients cannot hold the shutdown.
+                closing = [
+                    socket.close_connection(live.CLOSE_SERVICE_RESTART, "Service restart: reconnect.")
+                    for socket in list(hub.sockets)
+                ]
+                if closing:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(SHUTDOWN_CLOSE_TIMEOUT):
+                            await asyncio.gather(*closing, return_exceptions=True)
                 del app.state.hub
 
     return Litestar(

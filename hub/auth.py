@@ -37,7 +37,7 @@ def bearer_token(authorization: str | None) -> str | None:
 
 def verify_dashboard_token(secret: str, token: str) -> Viewer:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub"]})
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("The token has expired.") from None
     except jwt.InvalidTokenError:

@@ -49,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.workers < 1:
         parser.error("--workers must be at least 1.")
+    if args.workers > 1 and settings.generated_secrets:
+        print(
+            f"status-hub: --workers > 1 needs {', '.join(settings.generated_secrets)} set: each worker would "
+            "otherwise generate its own secrets, and requests would fail depending on the worker.",
+            file=sys.stderr,
+        )
+        return 2
     if args.workers > 1 and settings.redis_url is None:
         print(
             "status-hub: --workers > 1 needs HUB_REDIS_URL: the in-memory broker lives in one process, "

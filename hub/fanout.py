@@ -4,9 +4,12 @@ iterations so a wide broadcast leaves room for everything else on the loop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from collections import deque
 from typing import Final, Protocol
+
+log = logging.getLogger(__name__)
 
 # Sockets flushed per loop iteration before the rest wait for the next one. Measured with 100
 # callbacks/s beside 10 broadcasts/s to 1,000 sockets: callback p99 26 ms at 128, 20 ms at 32.
@@ -71,7 +74,12 @@ class Waker:
             while self._deferred:
                 await asyncio.sleep(0)  # one loop iteration: let I/O and other callbacks run
                 for _ in range(min(self._batch, len(self._deferred))):
-                    self._deferred.popleft().flush()
+                    socket = self._deferred.popleft()
+                    try:
+                        socket.flush()
+                    except Exception:
+                        # One socket's failure must not strand the others still deferred.
+                        log.exception("Flushing a socket failed; its sender task still has its frames.")
         finally:
             self._drainer = None
 

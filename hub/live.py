@@ -157,8 +157,14 @@ class LiveSocket:
         await self._forget(agent_id)
 
     async def unsubscribe_all(self) -> None:
-        for agent_id in list(self._subscriptions):
-            await self._forget(agent_id)
+        """Leave every subscription. Shielded: a second cancellation (a shutdown timeout) during
+        this cleanup must not leave broker subscriptions that still hold this socket."""
+        subscriptions = [s for s in self._subscriptions.values() if s is not None]
+        self._subscriptions.clear()
+        self._pending.clear()
+        self._versions.clear()
+        if subscriptions:
+            await asyncio.shield(_leave_all(subscriptions))
 
     async def _forget(self, agent_id: str) -> None:
         subscription = self._subscriptions.pop(agent_id, None)
@@ -219,6 +225,14 @@ class LiveSocket:
     def ping_frame(self) -> str:
         versions = {agent_id: self._versions.get(agent_id, 0) for agent_id in self._subscriptions}
         return _encoder.encode({"type": "ping", "versions": versions}).decode()
+
+
+async def _leave_all(subscriptions: list[AbstractAsyncContextManager[None]]) -> None:
+    for subscription in subscriptions:
+        try:
+            await subscription.__aexit__(None, None, None)
+        except Exception:
+            log.exception("Leaving a broker subscription failed.")
 
 
 async def sweep_sockets(hub: Hub) -> None:

@@ -26,6 +26,8 @@ from persistence import make_engine, make_session_factory, queries
 log = logging.getLogger(__name__)
 
 _version_decoder = msgspec.json.Decoder(VersionOnly)
+# Seconds between retries of a failed publish (about 15 s in all).
+REPUBLISH_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 _FRAME_HEAD = b'{"type":"status","data":'
 
 
@@ -75,18 +77,35 @@ class Hub:
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
     waker: Waker = field(default_factory=Waker)
+    # Publishes being retried after a failure (cancelled on shutdown).
+    republishing: set[asyncio.Task[None]] = field(default_factory=set)
 
     def channel(self, agent_id: str) -> str:
         return channel_name(self.settings.channel_prefix, agent_id)
 
     async def publish_status(self, data: bytes, agent_id: str) -> None:
-        """Ring the doorbell after commit. Postgres is the truth: a failure is logged and counted,
-        never raised, and clients repair the gap on the next version, resync or poll."""
+        """Ring the doorbell after commit. Postgres is the truth: a failure is logged, counted and
+        retried in the background, never raised. While Redis is down the subscriptions drop too,
+        and their restoration resyncs every replica from Postgres."""
         try:
             await self.broker.publish(self.channel(agent_id), data)
-        except Exception:
+        except Exception as exc:
             self.metrics.publish_failures += 1
-            log.warning("Publishing the status of agent %s failed; clients will catch up.", agent_id, exc_info=True)
+            log.warning("Publishing the status of agent %s failed (%s); retrying in the background.", agent_id, exc)
+            task = asyncio.create_task(self._republish(data, agent_id), name=f"republish-{agent_id}")
+            self.republishing.add(task)
+            task.add_done_callback(self.republishing.discard)
+
+    async def _republish(self, data: bytes, agent_id: str) -> None:
+        for delay in REPUBLISH_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                await self.broker.publish(self.channel(agent_id), data)
+            except Exception:
+                continue
+            log.info("Published the status of agent %s after a retry.", agent_id)
+            return
+        log.warning("Gave up publishing a status of agent %s; clients catch up on the next one or a resync.", agent_id)
 
     async def snapshot(self, agent_id: str) -> bytes | None:
         """The agent's current status from Postgres, encoded; None when it has no instance."""
@@ -154,6 +173,8 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
                 yield hub
             finally:
                 hub.waker.close()
+                for task in list(hub.republishing):
+                    task.cancel()
     finally:
         if redis is not None:
             await redis.aclose()

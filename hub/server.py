@@ -37,7 +37,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     async def run_asgi(self) -> None:
         self.scope["extensions"][WRITE_FRAME_EXTENSION] = {"write_frame": self.write_frame}
         await super().run_asgi()
-        self.loop.call_later(ABANDON_AFTER, self._abandon)
+        if not self.disconnected:  # a timer for a closed connection would only keep it in memory
+            self.loop.call_later(ABANDON_AFTER, self._abandon)
 
     async def send(self, message: Any) -> None:
         await super().send(message)

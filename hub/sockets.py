@@ -14,6 +14,7 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 from litestar.types import WebSocketSendEvent
+from sqlalchemy import exc as sa_exc
 
 from hub import live
 from hub.auth import (
@@ -31,6 +32,12 @@ from persistence import queries
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_FRAME = 64 * 1024
+CLOSE_INTERNAL_ERROR = 1011
+# An error frame's code when a subscription failed because the database is unavailable: retry.
+CLOSE_UNAVAILABLE = 4503
+_UNAVAILABLE_MESSAGE = "The database is unavailable; subscribe again in a few seconds."
+# Errors that mean "the database is unreachable now", not a bug.
+UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 _CLOSE_TIMEOUT = 2.0
 
 
@@ -48,13 +55,17 @@ async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: 
     viewer = await _open(socket, hub)
     if viewer is None:
         return
-    allowed, refusals = await _authorize(hub, viewer, [agent_id])
+    try:
+        allowed, refusals = await _authorize(hub, viewer, [agent_id])
+    except UNAVAILABLE:
+        await close_socket(socket, CLOSE_INTERNAL_ERROR, "The database is unavailable; reconnect later.")
+        return
     if not allowed:
         code, message = refusals[0][1], refusals[0][2]
         await close_socket(socket, code, message)
         return
     known = _int_or_zero(socket.query_params.get("version"))
-    await _serve(socket, hub, allowed, {agent_id: known})
+    await _serve(socket, hub, allowed, {allowed[0]: known})
 
 
 @websocket("/api/ws")
@@ -90,7 +101,11 @@ async def _serve(
     try:
         # Whichever ends first ends the socket: the client left (receiver), or it was too slow and
         # has been closed (sender); a close that never reached a stalled client ends no receive.
-        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        failed = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
+        if failed:
+            log.error("A dashboard socket failed; closing it with 1011.", exc_info=failed[0])
+            await close_socket(socket, CLOSE_INTERNAL_ERROR, "Internal error: reconnect.")
     finally:
         hub.sockets.discard(state)
         for task in (sender, receiver):
@@ -109,7 +124,11 @@ async def _run_receiver(
 ) -> None:
     try:
         for agent_id in agent_ids:
-            await state.subscribe(agent_id, versions.get(agent_id, 0))
+            try:
+                await state.subscribe(agent_id, versions.get(agent_id, 0))
+            except UNAVAILABLE:
+                await close_socket(socket, CLOSE_INTERNAL_ERROR, "The database is unavailable; reconnect later.")
+                return
         while True:
             message = await socket.receive()
             if message["type"] == "websocket.disconnect":
@@ -146,22 +165,34 @@ async def _handle_client_frame(
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         await _send_error(socket, None, 4400, f"Invalid client frame: {exc}.")
         return
+    # Ids in their canonical form, so an id written in capitals can be unsubscribed and its version
+    # found; an id that is no UUID stays as it came and is refused as unknown.
+    canonical = {agent_id: _canonical(agent_id) for agent_id in frame.agent_ids}
     if frame.type == "unsubscribe":
-        for agent_id in frame.agent_ids:
+        for agent_id in dict.fromkeys(canonical.values()):
             await state.unsubscribe(agent_id)
         return
     if frame.type != "subscribe":
         await _send_error(socket, None, 4400, f"Field type must be subscribe or unsubscribe; got {frame.type!r}.")
         return
-    wanted = list(dict.fromkeys(frame.agent_ids))
-    if len(state.agent_ids) + len(wanted) > live.MAX_SUBSCRIPTIONS:
+    versions = {_canonical(agent_id): version for agent_id, version in frame.versions.items()}
+    wanted = list(dict.fromkeys(canonical.values()))
+    added = [agent_id for agent_id in wanted if agent_id not in state.agent_ids]
+    if len(state.agent_ids) + len(added) > live.MAX_SUBSCRIPTIONS:
         await _send_error(socket, None, 4429, f"A socket may watch at most {live.MAX_SUBSCRIPTIONS} agents.")
         return
-    allowed, refusals = await _authorize(hub, viewer, wanted)
+    try:
+        allowed, refusals = await _authorize(hub, viewer, wanted)
+    except UNAVAILABLE:
+        refusals, allowed = [(agent_id, CLOSE_UNAVAILABLE, _UNAVAILABLE_MESSAGE) for agent_id in wanted], []
     for agent_id, code, reason in refusals:
         await _send_error(socket, agent_id, code, reason)
     for agent_id in allowed:
-        await state.subscribe(agent_id, frame.versions.get(agent_id, 0))
+        try:
+            await state.subscribe(agent_id, versions.get(agent_id, 0))
+        except UNAVAILABLE:
+            # One agent's snapshot failing must not take the whole dashboard's socket down.
+            await _send_error(socket, agent_id, CLOSE_UNAVAILABLE, _UNAVAILABLE_MESSAGE)
 
 
 async def _authorize(hub: Hub, viewer: Viewer, agent_ids: list[str]) -> tuple[list[str], list[tuple[str, int, str]]]:
@@ -256,6 +287,13 @@ async def close_socket(
     # timeout still reads the code.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(socket.close(code=code, reason=reason[:120]), timeout=timeout)
+
+
+def _canonical(agent_id: str) -> str:
+    try:
+        return str(uuid.UUID(agent_id))
+    except ValueError:
+        return agent_id
 
 
 def _int_or_zero(raw: str | None) -> int:

@@ -180,3 +180,28 @@ async def test_many_sockets_on_one_agent_all_end_on_the_latest_version(live: Liv
             assert seen == sorted(set(seen)), "versions must strictly rise"
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def test_ids_are_matched_in_canonical_form(live: LiveHub) -> None:
+    base, hub, api = live
+    agent_id, job_id = await api.new_job()
+    async with open_socket(base, "/api/ws") as ws:
+        shouted = agent_id.upper()
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [shouted], "versions": {shouted: 1}}))
+        newer = await api.heartbeat(job_id)
+        # The known version was honoured (no snapshot of v1), and the next version arrives.
+        assert (await next_status(ws))["version"] == newer
+        await ws.send(json.dumps({"type": "unsubscribe", "agentIds": [shouted]}))
+        assert (await next_frame(ws, "ping"))["versions"] == {}
+    await wait_until(lambda: not hub.broker.channels, what="the channel to be released")
+
+
+async def test_an_unreachable_database_refuses_subscriptions_but_keeps_the_socket(settings: Settings) -> None:
+    broken = {"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none", "ping_interval": 0.5}
+    async with live_hub(settings, **broken) as (base, _, _), open_socket(base, "/api/ws") as ws:
+        agent_id = "00000000-0000-0000-0000-00000000000a"
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent_id]}))
+        error = await next_frame(ws, "error")
+        assert (error["agentId"], error["code"]) == (agent_id, 4503)
+        assert "unavailable" in error["message"]
+        assert (await next_frame(ws, "ping"))["versions"] == {}

@@ -87,8 +87,23 @@ async def test_shutdown_closes_sockets_with_1012(settings: Settings, clean_db: A
         assert await asyncio.wait_for(process.wait(), 20) in (0, -signal.SIGTERM)
 
 
+async def test_generated_secrets_refuse_several_workers() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "serve", "--workers", "2",
+        env={"PATH": "/usr/bin:/bin"}, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert b"HUB_WEBHOOK_SECRET" in stderr and b"each worker" in stderr
+
+
 async def test_the_in_memory_broker_refuses_several_workers() -> None:
-    env = {"PATH": "/usr/bin:/bin"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HUB_WEBHOOK_SECRET": "w" * 20,
+        "HUB_JWT_SECRET": "j" * 32,
+        "HUB_ADMIN_TOKEN": "a" * 20,
+    }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub.cli", "serve", "--workers", "2",
         env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

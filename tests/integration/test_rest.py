@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import httpx
+import jwt
 import pytest
 
 from tests.support.api import Api, token_for
-from tests.support.config import ADMIN_TOKEN
+from tests.support.config import ADMIN_TOKEN, JWT_SECRET
 
 
 async def test_conditional_get_answers_304_until_the_version_changes(api: Api) -> None:
@@ -53,10 +54,11 @@ async def test_list_agents_returns_only_the_owners_agents_with_status(api: Api) 
         ("Bearer not-a-jwt", 401),
         (f"Bearer {token_for('owner-1', secret='another-secret-of-enough-length-for-hs256')}", 401),
         (f"Bearer {token_for('owner-1', ttl_seconds=-60)}", 401),
+        (f"Bearer {jwt.encode({'sub': 'owner-1'}, JWT_SECRET, algorithm='HS256')}", 401),
         (f"Basic {token_for('owner-1')}", 401),
         (f"Bearer {token_for('owner-2')}", 403),
     ],
-    ids=["no-token", "garbage", "wrong-secret", "expired", "wrong-scheme", "other-owner"],
+    ids=["no-token", "garbage", "wrong-secret", "expired", "no-expiry", "wrong-scheme", "other-owner"],
 )
 async def test_reading_an_agent_needs_its_owners_token(api: Api, authorization: str | None, code: int) -> None:
     agent_id, _ = await api.new_job("owner-1")
