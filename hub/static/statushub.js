@@ -11,6 +11,7 @@
 const SUBPROTOCOL = "status-hub.v1";
 const CLOSE_UNAUTHENTICATED = 4401;
 const CLOSE_FORBIDDEN = 4403;
+const CLOSE_UNAVAILABLE = 4503;
 const CLOSE_TOO_SLOW = 4408;
 const CLOSE_SERVICE_RESTART = 1012;
 const CLOSE_SILENT = 4000; // our own: the server stopped talking (no ping within the deadline)
@@ -231,11 +232,20 @@ export class StatusHubClient {
     } else if (frame.type === "error") {
       if (frame.agentId && (frame.code === CLOSE_FORBIDDEN || frame.code === 4404)) this.watched.delete(frame.agentId);
       this.handlers.onError({ agentId: frame.agentId ?? null, code: frame.code, message: frame.message });
+      if (frame.agentId && frame.code === CLOSE_UNAVAILABLE) {
+        // The hub's database was briefly unreachable: ask again a little later.
+        const agentId = frame.agentId;
+        window.setTimeout(() => this.watched.has(agentId) && this.#subscribe([agentId]), 2000 + Math.random() * 3000);
+      }
     } else if (frame.type === "ping") {
       // The server's view of what we have; a higher number means a frame got lost on the way.
-      for (const [id, version] of Object.entries(frame.versions || {})) {
+      const versions = frame.versions || {};
+      for (const [id, version] of Object.entries(versions)) {
         if (this.watched.has(id) && version > (this.versions.get(id) ?? 0)) this.#pollOne(id);
       }
+      // An agent we watch that the server does not list is not subscribed there: subscribe again.
+      const missing = [...this.watched].filter((id) => !(id in versions));
+      this.#subscribe(missing);
     }
   }
 
