@@ -34,6 +34,10 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[object]:
+    """Anything a handler did not mean to raise. Request logging is off (tokens travel in headers),
+    so this is where a bug becomes visible to an operator: logged with its traceback, then 500."""
+    if isinstance(exc, HTTPException):
+        return create_exception_response(request, exc)  # the handler's own answer, as usual
     if _is_connection_error(exc):
         return database_unavailable(request, exc)
     log.exception("Unhandled error while serving %s %s.", request.method, request.url.path)
@@ -46,4 +50,5 @@ EXCEPTION_HANDLERS = {
     sa_exc.TimeoutError: database_unavailable,
     OSError: database_unavailable,
     sa_exc.DBAPIError: unexpected_error,
+    Exception: unexpected_error,
 }
