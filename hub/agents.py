@@ -122,8 +122,9 @@ async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id
             job, instance = await queries.start_provisioning(session, agent, job_id=job_id)
         except queries.ProvisioningConflict as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
-    await hub.publish_status(encode_status(instance), agent_id=str(agent.id))
-    reply = Provisioned(job_id=job.id, instance_id=str(instance.id), status=agent_status(instance))
+    status = agent_status(instance)
+    await hub.publish_status(encode(status), agent_id=str(agent.id))
+    reply = Provisioned(job_id=job.id, instance_id=str(instance.id), status=status)
     return Response(encode(reply), media_type=_JSON, status_code=201)
 
 

@@ -27,8 +27,12 @@ def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Res
     )
 
 
+# What "the database is unreachable now" looks like (asyncpg connect failures surface as OSError).
+CONNECTION_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+
 def _is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)):
+    if isinstance(exc, CONNECTION_ERRORS):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
@@ -44,11 +48,5 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return create_exception_response(request, HTTPException(status_code=500, detail="Internal server error."))
 
 
-EXCEPTION_HANDLERS = {
-    sa_exc.OperationalError: database_unavailable,
-    sa_exc.InterfaceError: database_unavailable,
-    sa_exc.TimeoutError: database_unavailable,
-    OSError: database_unavailable,
-    sa_exc.DBAPIError: unexpected_error,
-    Exception: unexpected_error,
-}
+# One handler: it tells HTTP errors, an unreachable database (503) and bugs (500) apart itself.
+EXCEPTION_HANDLERS = {Exception: unexpected_error}

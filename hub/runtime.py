@@ -108,14 +108,18 @@ class Hub:
         log.warning("Gave up publishing a status of agent %s; clients catch up on the next one or a resync.", agent_id)
 
     async def snapshot(self, agent_id: str) -> bytes | None:
-        """The agent's current status from Postgres, encoded; None when it has no instance."""
-        try:
-            key = uuid.UUID(agent_id)
-        except ValueError:
-            return None
-        async with self.sessions() as session:
-            instance = await queries.latest_instance(session, key)
-            return None if instance is None else encode_status(instance)
+        return await read_snapshot(self.sessions, agent_id)
+
+
+async def read_snapshot(sessions: async_sessionmaker[AsyncSession], agent_id: str) -> bytes | None:
+    """The agent's current status from Postgres, encoded; None when it has no instance."""
+    try:
+        key = uuid.UUID(agent_id)
+    except ValueError:
+        return None
+    async with sessions() as session:
+        instance = await queries.latest_instance(session, key)
+        return None if instance is None else encode_status(instance)
 
 
 async def warm_pool(engine: AsyncEngine, size: int) -> None:
@@ -159,16 +163,17 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         backend = RedisBackend(redis)
     sessions = make_session_factory(engine)
     await warm_pool(engine, settings.db_pool_size)
-    hub_ref: list[Hub] = []
+    metrics = Metrics()
 
     async def resync(channel: str) -> bytes | None:
-        hub_ref[0].metrics.resyncs += 1
-        return await hub_ref[0].snapshot(agent_of(settings.channel_prefix, channel))
+        metrics.resyncs += 1
+        return await read_snapshot(sessions, agent_of(settings.channel_prefix, channel))
 
     try:
         async with Broker(backend, status_frame, resync) as broker:
-            hub = Hub(settings=settings, engine=engine, sessions=sessions, broker=broker, backend=backend)
-            hub_ref.append(hub)
+            hub = Hub(
+                settings=settings, engine=engine, sessions=sessions, broker=broker, backend=backend, metrics=metrics
+            )
             try:
                 yield hub
             finally:

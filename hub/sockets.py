@@ -14,7 +14,6 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 from litestar.types import WebSocketSendEvent
-from sqlalchemy import exc as sa_exc
 
 from hub import live
 from hub.auth import (
@@ -26,6 +25,7 @@ from hub.auth import (
     bearer_token,
     verify_dashboard_token,
 )
+from hub.errors import CONNECTION_ERRORS
 from hub.runtime import Hub, HubDep
 from persistence import queries
 
@@ -36,8 +36,6 @@ CLOSE_INTERNAL_ERROR = 1011
 # An error frame's code when a subscription failed because the database is unavailable: retry.
 CLOSE_UNAVAILABLE = 4503
 _UNAVAILABLE_MESSAGE = "The database is unavailable; subscribe again in a few seconds."
-# Errors that mean "the database is unreachable now", not a bug.
-UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 _CLOSE_TIMEOUT = 2.0
 
 
@@ -57,7 +55,7 @@ async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: 
         return
     try:
         allowed, refusals = await _authorize(hub, viewer, [agent_id])
-    except UNAVAILABLE:
+    except CONNECTION_ERRORS:
         await close_socket(socket, CLOSE_INTERNAL_ERROR, "The database is unavailable; reconnect later.")
         return
     if not allowed:
@@ -126,7 +124,7 @@ async def _run_receiver(
         for agent_id in agent_ids:
             try:
                 await state.subscribe(agent_id, versions.get(agent_id, 0))
-            except UNAVAILABLE:
+            except CONNECTION_ERRORS:
                 await close_socket(socket, CLOSE_INTERNAL_ERROR, "The database is unavailable; reconnect later.")
                 return
         while True:
@@ -183,14 +181,14 @@ async def _handle_client_frame(
         return
     try:
         allowed, refusals = await _authorize(hub, viewer, wanted)
-    except UNAVAILABLE:
+    except CONNECTION_ERRORS:
         refusals, allowed = [(agent_id, CLOSE_UNAVAILABLE, _UNAVAILABLE_MESSAGE) for agent_id in wanted], []
     for agent_id, code, reason in refusals:
         await _send_error(socket, agent_id, code, reason)
     for agent_id in allowed:
         try:
             await state.subscribe(agent_id, versions.get(agent_id, 0))
-        except UNAVAILABLE:
+        except CONNECTION_ERRORS:
             # One agent's snapshot failing must not take the whole dashboard's socket down.
             await _send_error(socket, agent_id, CLOSE_UNAVAILABLE, _UNAVAILABLE_MESSAGE)
 

@@ -31,10 +31,12 @@ async def get_agent(session: AsyncSession, agent_id: uuid.UUID) -> Agent | None:
     return await session.get(Agent, agent_id)
 
 
-async def latest_instance(session: AsyncSession, agent_id: uuid.UUID) -> AgentInstance | None:
+async def latest_instance(session: AsyncSession, agent_id: uuid.UUID, *, lock: bool = False) -> AgentInstance | None:
     query = (
         select(AgentInstance).where(AgentInstance.agent_id == agent_id).order_by(AgentInstance.version.desc()).limit(1)
     )
+    if lock:
+        query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -80,15 +82,7 @@ async def start_provisioning(
     # the newest instance so a callback bumping its version (a heartbeat of a running instance)
     # finishes first: the new instance's version must come after it.
     await session.execute(select(Agent.id).where(Agent.id == agent.id).with_for_update())
-    previous = (
-        await session.execute(
-            select(AgentInstance)
-            .where(AgentInstance.agent_id == agent.id)
-            .order_by(AgentInstance.version.desc())
-            .limit(1)
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
+    previous = await latest_instance(session, agent.id, lock=True)
     if previous is not None and previous.status in ACTIVE_INSTANCE_STATUSES:
         raise ProvisioningConflict(f"Agent {agent.id} already has a provisioning in progress (job {previous.job_id}).")
     if await session.get(ProvisioningJob, job_id) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -11,6 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.app import create_app
+from hub.signatures import sign
 from tests.support.api import Api
 from tests.support.lifespan import app_running
 
@@ -163,8 +166,6 @@ async def test_a_redelivery_is_answered_as_before_and_applied_once(api: Api, db_
 async def test_idempotency_key_works_like_a_github_delivery(api: Api) -> None:
     agent_id, job_id = await api.new_job()
     raw = json.dumps({"job_id": job_id, "type": "heartbeat"}).encode()
-    from hub.signatures import sign
-
     headers = {"X-Hub-Signature-256": sign(api.webhook_secret, raw), "Idempotency-Key": "key-1"}
     first = await api.client.post("/api/webhooks/github", content=raw, headers=headers)
     second = await api.client.post("/api/webhooks/github", content=raw, headers=headers)
@@ -234,11 +235,6 @@ async def test_bad_input_gets_a_clear_error_and_writes_nothing(
 
 
 async def test_an_unreachable_database_is_503_with_retry_after(settings: Any) -> None:
-    from dataclasses import replace
-
-    from hub.app import create_app
-    from hub.signatures import sign
-
     # A port where nothing listens: the hub starts (the pool connects lazily) and answers 503.
     app = create_app(replace(settings, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/none"))
     raw = b'{"job_id": "j", "status": "provisioning"}'
