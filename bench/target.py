@@ -26,7 +26,8 @@ def dashboard_token(owner: str = OWNER) -> str:
 
 
 class AgentMaker(Protocol):
-    async def __call__(self, pool: HttpPool, count: int) -> list[Job]: ...
+    # Positional-only: callers pass both by position, so a maker may name them as it likes.
+    async def __call__(self, pool: HttpPool, count: int, /) -> list[Job]: ...
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ class Records:
     close_codes: dict[int, int] = field(default_factory=dict)
 
 
-class Client(WSListener):  # type: ignore[misc]
+class Client(WSListener):
     def __init__(self, records: Records, agent_id: str) -> None:
         super().__init__()
         self.records = records
@@ -69,7 +69,9 @@ class Client(WSListener):  # type: ignore[misc]
             if not self.first.done():
                 self.first.set_result(None)
         elif frame.msg_type == WSMsgType.CLOSE:
-            code = int(frame.get_close_code())
+            # picows's stub declares WSCloseCode a plain Enum; at runtime it is a flexible IntEnum
+            # that also holds codes it does not name (4401), and .value is that same int.
+            code = frame.get_close_code().value
             self.records.close_codes[code] = self.records.close_codes.get(code, 0) + 1
             transport.disconnect()
 
@@ -98,6 +100,8 @@ class Worker:
                 async with limit:
                     try:
                         _, client = await ws_connect(lambda: Client(self.records, agent_id), url, extra_headers=headers)
+                        # ws_connect returns the listener our factory made, typed as its base class.
+                        assert isinstance(client, Client)
                         await asyncio.wait_for(client.first, 60)
                         self.clients.append(client)
                         return

@@ -5,6 +5,7 @@ A backend moves opaque bytes between processes; decoding happens once, above it,
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +31,34 @@ class Restored:
 
 
 Event = Message | Restored
+
+
+class EventQueue:
+    """A backend's events on their way to its one consumer: bounded (a full queue makes the producer
+    wait instead of letting memory grow), and closed with a sentinel that also wakes a consumer
+    blocked in `events()`."""
+
+    def __init__(self, max_pending: int) -> None:
+        # None is the sentinel.
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=max_pending)
+        self._closed = False
+
+    async def put(self, event: Event) -> None:
+        await self._queue.put(event)
+
+    def close(self) -> None:
+        self._closed = True
+        # Pending events are moot once closed; dropping them guarantees room for the sentinel.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[Event]:
+        while not self._closed:
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
 
 
 class Backend(Protocol):

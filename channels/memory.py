@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-from channels.backend import Event, Message
+from channels.backend import Event, EventQueue, Message
 
 
 class MemoryBackend:
@@ -19,8 +18,7 @@ class MemoryBackend:
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}.")
         self._channels: set[str] = set()
-        # None is the stop sentinel that wakes a consumer blocked in events().
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=max_pending)
+        self._queue = EventQueue(max_pending)
         self._started = False
         self._stopped = False
 
@@ -34,10 +32,7 @@ class MemoryBackend:
             return
         self._stopped = True
         self._channels.clear()
-        # Pending events are moot once stopped; dropping them guarantees room for the sentinel.
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+        self._queue.close()
 
     async def publish(self, channel: str, data: bytes) -> None:
         self._check_running("publish")
@@ -51,12 +46,8 @@ class MemoryBackend:
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
 
-    async def events(self) -> AsyncIterator[Event]:
-        while not self._stopped:
-            event = await self._queue.get()
-            if event is None:
-                return
-            yield event
+    def events(self) -> AsyncIterator[Event]:
+        return self._queue.events()
 
     def _check_running(self, action: str) -> None:
         if not self._started or self._stopped:

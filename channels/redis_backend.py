@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import redis.asyncio
 
-from channels.backend import Event, Message, Restored
+from channels.backend import Event, EventQueue, Message, Restored
 from channels.redis_connection import CONNECTION_LOST, PubSubConnection
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class RedisBackend:
         self._idle_timeout = idle_timeout
         self._ping_timeout = ping_timeout
         self._connect_timeout = connect_timeout
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=max_pending)
+        self._queue = EventQueue(max_pending)
         # Channels the consumer wants, whether or not the server has them right now.
         self._wanted: set[str] = set()
         # The live connection, None while Redis is down. Set and read under _lock so that a
@@ -100,10 +100,7 @@ class RedisBackend:
         if conn is not None:
             await conn.close()
         self._wanted.clear()
-        # Pending events are moot once stopped; dropping them guarantees room for the sentinel.
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+        self._queue.close()
 
     async def publish(self, channel: str, data: bytes) -> None:
         """Publish through the client (and its retry policy); raises a redis error if Redis is down."""
@@ -120,17 +117,11 @@ class RedisBackend:
                 # recorded as wanted, the reconnect subscribes it and yields Restored for it, and
                 # the broker then resyncs it. Until then the caller's snapshot is all it gets.
                 return
-            confirmed = self._expect(b"subscribe", channel)
-            try:
-                # Shielded: redis-py closes the connection when a send is cancelled half-way,
-                # which would turn one impatient caller into an outage for every channel.
-                await asyncio.shield(conn.send("SUBSCRIBE", channel))
-            except CONNECTION_LOST:
-                # The reader will see the loss too; the reconnect covers this channel.
-                return
+            confirmed = await self._send(conn, "SUBSCRIBE", channel)
         # Waited for outside the lock so that subscribes pipeline. A lost connection resolves it
         # (see _forget_connection): on a silent (half-open) one, within idle + ping timeouts.
-        await confirmed
+        if confirmed is not None:
+            await confirmed
 
     async def unsubscribe(self, channel: str) -> None:
         """Return once the server confirmed, so that it no longer counts us (PUBSUB NUMSUB)."""
@@ -139,20 +130,26 @@ class RedisBackend:
             conn = self._conn
             if conn is None:
                 return
-            confirmed = self._expect(b"unsubscribe", channel)
-            try:
-                await asyncio.shield(conn.send("UNSUBSCRIBE", channel))
-            except CONNECTION_LOST:
-                # Nothing to undo: the reconnect only subscribes wanted channels.
-                return
-        await confirmed
+            confirmed = await self._send(conn, "UNSUBSCRIBE", channel)
+        if confirmed is not None:
+            await confirmed
 
-    async def events(self) -> AsyncIterator[Event]:
-        while not self._stopped:
-            event = await self._queue.get()
-            if event is None:
-                return
-            yield event
+    async def _send(self, conn: PubSubConnection, command: str, channel: str) -> asyncio.Future[None] | None:
+        """Send (UN)SUBSCRIBE under _lock; the future of the server's confirmation, or None when the
+        connection was lost on the way (the reader sees the loss too, and the reconnect subscribes
+        exactly the wanted channels, so there is nothing to undo)."""
+        confirmed = self._expect(command.lower().encode(), channel)
+        try:
+            # Shielded: redis-py closes the connection when a send is cancelled half-way,
+            # which would turn one impatient caller into an outage for every channel.
+            await asyncio.shield(conn.send(command, channel))
+        except CONNECTION_LOST as exc:
+            logger.debug("%s %s met a lost connection (%r); the reconnect takes it from here.", command, channel, exc)
+            return None
+        return confirmed
+
+    def events(self) -> AsyncIterator[Event]:
+        return self._queue.events()
 
     async def _open(self) -> tuple[PubSubConnection, tuple[str, ...]]:
         """Connect and resubscribe every wanted channel; return the channels sent."""

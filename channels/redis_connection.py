@@ -2,7 +2,8 @@
 
 Why not `redis.asyncio.client.PubSub`: its reads go through the client's retry policy, which
 reconnects and resubscribes silently on a short blip. Messages published during that gap are lost
-and nobody is told, so no resync happens; and it gives up after a few seconds (PITFALLS). This
+and nobody is told, so no resync happens; and it gives up after a few seconds (its retry budget
+with redis-py 8's defaults), while an outage can last minutes. This
 connection never reconnects by itself: every failure reaches the caller, whose loop decides.
 """
 

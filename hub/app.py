@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,10 +12,15 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from hub import agents, dashboard, errors, health, live, sockets, webhooks
-from hub.auth import provide_viewer
+from hub.domain.frames import CLOSE_SERVICE_RESTART
+from hub.http import agents, dashboard, errors, health, webhooks
+from hub.http.guards import provide_viewer
+from hub.live import endpoints
+from hub.live.deadlines import sweep_sockets
 from hub.runtime import Hub, open_hub
 from hub.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SHUTDOWN_CLOSE_TIMEOUT = 3.0
 
@@ -24,7 +30,13 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_hub(settings) as hub:
             app.state.hub = hub
-            sweeper = asyncio.create_task(live.sweep_sockets(hub), name="socket-deadlines")
+            log.info(
+                "Ready in process %d: database %s, broker %s.",
+                os.getpid(),
+                hub.engine.url.render_as_string(hide_password=True),
+                "in-memory" if settings.redis_url is None else "Redis",
+            )
+            sweeper = asyncio.create_task(sweep_sockets(hub), name="socket-deadlines")
             try:
                 yield
             finally:
@@ -32,13 +44,15 @@ def create_app(settings: Settings) -> Litestar:
                 # uvicorn already sends 1012 on shutdown; this covers servers that do not, all at once
                 # and bounded, so stalled clients cannot hold the shutdown.
                 closing = [
-                    socket.close_connection(live.CLOSE_SERVICE_RESTART, "Service restart: reconnect.")
+                    socket.close_connection(CLOSE_SERVICE_RESTART, "Service restart: reconnect.")
                     for socket in list(hub.sockets)
                 ]
                 if closing:
-                    with contextlib.suppress(TimeoutError):
+                    try:
                         async with asyncio.timeout(SHUTDOWN_CLOSE_TIMEOUT):
                             await asyncio.gather(*closing, return_exceptions=True)
+                    except TimeoutError:
+                        log.debug("Some of %d sockets did not take their 1012 close in time.", len(closing))
                 del app.state.hub
 
     return Litestar(
@@ -48,8 +62,8 @@ def create_app(settings: Settings) -> Litestar:
             agents.get_instance,
             agents.create_agent,
             agents.provision_agent,
-            sockets.agent_socket,
-            sockets.dashboard_socket,
+            endpoints.agent_socket,
+            endpoints.dashboard_socket,
             health.health,
             dashboard.index,
             dashboard.static_files(),

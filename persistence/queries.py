@@ -71,7 +71,7 @@ async def instance_version(session: AsyncSession, agent_id: uuid.UUID) -> tuple[
         .limit(1)
     )
     row = (await session.execute(query)).one_or_none()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row.id, row.version)
 
 
 async def start_provisioning(
@@ -107,4 +107,4 @@ async def owners_of(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> di
     if not agent_ids:
         return {}
     query = select(Agent.id, Agent.owner_id).where(Agent.id.in_(agent_ids))
-    return {row[0]: row[1] for row in (await session.execute(query)).all()}
+    return {row.id: row.owner_id for row in (await session.execute(query)).all()}

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.migrate import upgrade_database
+from hub.runtime.schema import upgrade_database
 from hub.settings import Settings
 from persistence import make_engine
 from tests.support.config import (

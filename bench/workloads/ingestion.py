@@ -16,8 +16,10 @@ _GIVE_UP_MS = 250.0
 
 
 def _within_target(step: dict[str, Any], rate: int, duration: float) -> bool:
-    on_time = step["callbacks"] >= 0.95 * rate * duration
-    return on_time and step["errors"] == 0 and step["http"]["p99_ms"] <= P99_TARGET_MS
+    on_time: bool = step["callbacks"] >= 0.95 * rate * duration
+    errors: int = step["errors"]
+    p99_ms: float = step["http"]["p99_ms"]
+    return on_time and errors == 0 and p99_ms <= P99_TARGET_MS
 
 
 async def run(run: Run) -> dict[str, Any]:

@@ -65,7 +65,11 @@ async def _side(run: Run, target: Target, mode: str) -> dict[str, Any]:
     window = meter.stop()
     pool.close()
     got = await run.fleet.collect()
-    result = {"staleness": _staleness(sent, got.deliveries), "window": window.as_dict(), "polls": got.polls}
+    result: dict[str, Any] = {
+        "staleness": _staleness(sent, got.deliveries),
+        "window": window.as_dict(),
+        "polls": got.polls,
+    }
     result["hub_cpu_share"] = round(window.server_cpu_s / window.wall_s, 4)
     result["postgres_cpu_share"] = round(window.postgres_cpu_s / window.wall_s, 4)
     return result

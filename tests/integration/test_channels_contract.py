@@ -292,7 +292,8 @@ async def test_churn_with_cancellations_leaves_nothing_behind(transport: Transpo
 
 
 async def test_concurrent_first_subscribes_on_a_cold_broker_all_receive(transport: Transport) -> None:
-    """The redis-py race (PITFALLS): 1,000 first subscribes over 100 channels at once."""
+    """The race in redis-py's PubSub.connect(), which left some channels subscribed on nothing: 1,000 first
+    subscribes over 100 channels at once."""
     channels = [transport.channel(i) for i in range(100)]
     inboxes = [Inbox() for _ in range(1_000)]
     entered = 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from hub.signatures import sign
+from hub.domain.signatures import sign
 from tests.support.process import hub_process
 from tests.support.ws import next_status, open_socket
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from hub.app import create_app
-from hub.migrate import upgrade_database
+from hub.runtime.schema import upgrade_database
 from hub.settings import Settings
 from persistence import make_engine
 from tests.support.api import Api

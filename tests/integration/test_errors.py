@@ -9,7 +9,7 @@ import pytest
 from litestar import Litestar, get
 from litestar.exceptions import NotFoundException
 
-from hub.errors import EXCEPTION_HANDLERS
+from hub.http.errors import EXCEPTION_HANDLERS
 
 
 @get("/bug")
@@ -26,7 +26,7 @@ async def test_a_bug_is_logged_and_answered_500_while_http_errors_keep_their_sta
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = Litestar([bug, missing], exception_handlers=EXCEPTION_HANDLERS, logging_config=None)  # type: ignore[arg-type]
-    caplog.set_level(logging.ERROR, logger="hub.errors")
+    caplog.set_level(logging.ERROR, logger="hub.http.errors")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as client:
         broken = await client.get("/bug")
         not_found = await client.get("/missing")

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from hub.migrate import upgrade_database
+from hub.runtime.schema import upgrade_database
 from persistence import Base, make_engine
 from tests.support.database import fresh_database
 from tests.support.process import ROOT

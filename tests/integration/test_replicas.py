@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.settings import Settings
 from tests.support.api import Api
 from tests.support.process import ROOT, hub_environment, hub_process
+from tests.support.waiting import wait_until
 from tests.support.ws import close_code, next_status, open_socket, until_version
 
 WORKFLOW = [
@@ -111,3 +113,15 @@ async def test_the_in_memory_broker_refuses_several_workers() -> None:
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert b"HUB_REDIS_URL" in stderr and b"in-memory broker" in stderr
+
+
+async def test_every_worker_logs_at_the_configured_level(settings: Settings, clean_db: AsyncEngine) -> None:
+    """Each --workers process configures the hub's loggers itself: its INFO lines reach the output."""
+    env = hub_environment(settings, HUB_LOG_LEVEL="INFO")
+    async with hub_process(env, "--workers", "2") as replica:
+
+        def ready_processes() -> set[int]:
+            return {int(pid) for pid in re.findall(r"INFO hub\.app: Ready in process (\d+)", replica.printed())}
+
+        await wait_until(lambda: len(ready_processes()) == 2, timeout=30, what="both workers' INFO lines")
+        assert replica.process.pid not in ready_processes()  # the supervisor serves nothing

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app import create_app
-from hub.signatures import sign
+from hub.domain.signatures import sign
 from tests.support.api import Api
 from tests.support.lifespan import app_running
 

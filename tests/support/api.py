@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from hub.auth import issue_dashboard_token
-from hub.signatures import sign
+from hub.domain.signatures import sign
+from hub.domain.tokens import issue_dashboard_token
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
 
 

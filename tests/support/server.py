@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from litestar import Litestar
 
-from hub.server import uvicorn_options
+from hub.process_setup import uvicorn_options
 
 
 def free_port() -> int:

@@ -5,7 +5,8 @@ import asyncio
 import pytest
 from websockets.frames import Frame, Opcode
 
-from hub.fanout import Waker, text_frame
+from hub.domain.frames import text_frame
+from hub.runtime.waker import Waker
 
 
 class Socket:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.signatures import sign, verify
+from hub.domain.signatures import sign, verify
 
 # GitHub's published test vector for X-Hub-Signature-256.
 GITHUB_SECRET = "It's a Secret to Everybody"

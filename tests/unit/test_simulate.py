@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from hub.signatures import verify
-from hub.simulate import Sender, callback_body, workflow
+from hub.cli.simulate import Sender, callback_body, workflow
+from hub.domain.signatures import verify
 
 SECRET = "unit-test-webhook-secret"
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.steps import UI_STEPS, WORKFLOW_STEPS, derive_steps, workflow_step_order
+from hub.domain.steps import UI_STEPS, WORKFLOW_STEPS, derive_steps, workflow_step_order
 
 C, A, P, E = "completed", "active", "pending", "error"
 

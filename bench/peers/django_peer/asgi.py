@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_peer.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_peer.peer_settings")
 
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.core.asgi import get_asgi_application
@@ -12,7 +12,7 @@ from django.urls import path
 
 django_app = get_asgi_application()
 
-from django_peer.hub import AgentConsumer  # noqa: E402
+from .hub import AgentConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -52,16 +52,18 @@ def frame(agent_id: str, version: int, heartbeat: Any) -> str:
 def _bump(agent_id: str) -> tuple[int, Any] | None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(UPDATE, [agent_id])
-        return cursor.fetchone()
+        row: tuple[int, Any] | None = cursor.fetchone()
+        return row
 
 
 def _read(agent_id: str) -> tuple[int, Any] | None:
     with connection.cursor() as cursor:
         cursor.execute(SELECT, [agent_id])
-        return cursor.fetchone()
+        row: tuple[int, Any] | None = cursor.fetchone()
+        return row
 
 
-@csrf_exempt
+@csrf_exempt  # type: ignore[untyped-decorator]  # Django is installed (untyped) only in the peer's venv
 async def callback(request: HttpRequest) -> HttpResponse:
     raw = request.body
     expected = "sha256=" + hmac.new(WEBHOOK_SECRET, raw, hashlib.sha256).hexdigest()

@@ -1,16 +1,15 @@
-"""The running hub's resources (engine, sessions, broker), opened and closed in one place."""
+"""The running hub's resources (engine, sessions, broker, open sockets), opened and closed in one place,
+and the publish after commit."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import msgspec
 from litestar.di import NamedDependency
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -18,38 +17,22 @@ from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, channel_name
-from hub.fanout import Waker, text_frame
+from hub.domain.agent_ids import parse_agent_id
+from hub.domain.frames import StatusFrame, status_frame
+from hub.domain.wire import encode_status
+from hub.runtime.pool import warm_pool
+from hub.runtime.waker import Waker
 from hub.settings import Settings
-from hub.wire import VersionOnly, encode_status
 from persistence import make_engine, make_session_factory, queries
 
 log = logging.getLogger(__name__)
 
-_version_decoder = msgspec.json.Decoder(VersionOnly)
 # Seconds between retries of a failed publish (about 15 s in all).
 REPUBLISH_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
-_FRAME_HEAD = b'{"type":"status","data":'
-
-
-@dataclass(frozen=True, slots=True)
-class StatusFrame:
-    """One published status, decoded once per process and shared by every local socket."""
-
-    agent_id: str
-    version: int
-    text: str  # the websocket message: {"type":"status","data":<status>}
-    wire: bytes  # the same message as a complete websocket frame, written as is to every socket
-
-
-def status_frame(_channel: str, data: bytes) -> StatusFrame:
-    head = _version_decoder.decode(data)
-    message = _FRAME_HEAD + data + b"}"
-    # Encoded once here for every local socket: as str for ASGI, and as a ready websocket frame.
-    return StatusFrame(agent_id=head.agentId, version=head.version, text=message.decode(), wire=text_frame(message))
 
 
 class LiveConnection(Protocol):
-    """What the hub needs of an open dashboard socket (hub.live.LiveSocket)."""
+    """What the hub needs of an open dashboard socket (hub.live.live_socket.LiveSocket)."""
 
     close_connection: Callable[[int, str], Awaitable[None]]
 
@@ -101,7 +84,8 @@ class Hub:
             await asyncio.sleep(delay)
             try:
                 await self.broker.publish(self.channel(agent_id), data)
-            except Exception:
+            except Exception as exc:
+                log.debug("A retried publish of agent %s failed: %r", agent_id, exc)
                 continue
             log.info("Published the status of agent %s after a retry.", agent_id)
             return
@@ -113,31 +97,12 @@ class Hub:
 
 async def read_snapshot(sessions: async_sessionmaker[AsyncSession], agent_id: str) -> bytes | None:
     """The agent's current status from Postgres, encoded; None when it has no instance."""
-    try:
-        key = uuid.UUID(agent_id)
-    except ValueError:
+    key = parse_agent_id(agent_id)
+    if key is None:
         return None
     async with sessions() as session:
         instance = await queries.latest_instance(session, key)
         return None if instance is None else encode_status(instance)
-
-
-async def warm_pool(engine: AsyncEngine, size: int) -> None:
-    """Open the pool's connections before serving: a connect costs tens of milliseconds, and paying
-    them under the first burst of callbacks set the p99 of a freshly started replica. A database
-    that is down now is not fatal: requests answer 503 until it is back."""
-    if engine.dialect.name != "postgresql":
-        return
-    stack = AsyncExitStack()
-    try:
-        connections = await asyncio.gather(
-            *(stack.enter_async_context(engine.connect()) for _ in range(size)), return_exceptions=True
-        )
-        failed = [c for c in connections if isinstance(c, BaseException)]
-        if failed:
-            log.warning("Could not open %d of %d database connections at start-up: %s", len(failed), size, failed[0])
-    finally:
-        await stack.aclose()
 
 
 # How handlers ask for the hub (Litestar injects it by name).
@@ -152,8 +117,8 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     if settings.redis_url is None:
         backend = MemoryBackend()
     else:
-        # Bounded timeouts: a publish happens inside a callback's request, and a hung Redis must not
-        # hang callbacks (Postgres is the truth; the publish is best effort and logged).
+        # Bounded timeouts: a hung Redis must not hold publishes (each runs after its callback's answer,
+        # and a failed one is retried in the background) nor the subscriber's reconnects.
         redis = Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=2.0,

@@ -1,5 +1,5 @@
-"""Applying one workflow callback to the data, routed as in the design. Runs inside the request's
-transaction; the caller commits and publishes afterwards."""
+"""The callback rules: decode one workflow callback strictly, then route and apply it to the job and
+its instance. Runs inside the request's transaction; the caller commits and publishes afterwards."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, Final
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.steps import WORKFLOW_STEPS, workflow_step_order
-from hub.wire import WebhookBody, WebhookReply
-from persistence.callbacks import InstanceState, JobState, lock_for_callback, save_callback
+from hub.domain.steps import WORKFLOW_STEPS, workflow_step_order
+from hub.domain.wire import WebhookBody, WebhookReply
+from persistence.callback_store import InstanceState, JobState, lock_for_callback, save_callback
 from persistence.models import utcnow
 
 CALLBACK_STATUSES: Final = ("queued", "provisioning", "running", "failed", "stopped")
@@ -131,13 +131,11 @@ def _heartbeat(instance: InstanceState) -> bool:
 def _advance_step(job: JobState, instance: InstanceState, step: str, metadata: dict[str, Any] | None) -> bool:
     if instance.status not in ("pending", "provisioning"):
         return False
-    current = instance.current_step
-    if current in WORKFLOW_STEPS and workflow_step_order(step) <= workflow_step_order(current or ""):
+    if not _is_later(step, instance.current_step):
         return False  # progress never moves backwards
     instance.status = "provisioning"
     instance.current_step = step
-    if metadata:
-        instance.instance_metadata = {**instance.instance_metadata, **metadata}
+    _merge_metadata(instance, metadata)
     job.status = "provisioning"
     return True
 
@@ -148,8 +146,7 @@ def _complete(job: JobState, instance: InstanceState, metadata: dict[str, Any] |
     instance.status = "running"
     instance.current_step = None
     instance.error = None
-    if metadata:
-        instance.instance_metadata = {**instance.instance_metadata, **metadata}
+    _merge_metadata(instance, metadata)
     job.status = "running"
     return True
 
@@ -166,14 +163,21 @@ def _set_status(job: JobState, instance: InstanceState, body: WebhookBody) -> bo
         job.error = message
         instance.error = message
         # Keep current_step so the UI shows where it failed; a later step named by the failure wins.
-        if body.step is not None and (
-            instance.current_step not in WORKFLOW_STEPS
-            or workflow_step_order(body.step) > workflow_step_order(instance.current_step or "")
-        ):
+        if body.step is not None and _is_later(body.step, instance.current_step):
             instance.current_step = body.step
-    if body.metadata:
-        instance.instance_metadata = {**instance.instance_metadata, **body.metadata}
+    _merge_metadata(instance, body.metadata)
     return True
+
+
+def _is_later(step: str, current: str | None) -> bool:
+    """True when workflow step ``step`` comes after ``current`` (any step comes after none)."""
+    return current not in WORKFLOW_STEPS or workflow_step_order(step) > workflow_step_order(current or "")
+
+
+def _merge_metadata(instance: InstanceState, metadata: dict[str, Any] | None) -> None:
+    """A callback's metadata adds to what earlier callbacks reported; its keys win."""
+    if metadata:
+        instance.instance_metadata = {**instance.instance_metadata, **metadata}
 
 
 def _field_of(message: str) -> str | None:

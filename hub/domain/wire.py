@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from hub.steps import derive_steps
-from persistence.callbacks import InstanceState
+from hub.domain.steps import derive_steps
+from persistence.callback_store import InstanceState
 from persistence.models import AgentInstance
 
 

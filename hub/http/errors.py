@@ -8,7 +8,8 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.exceptions.responses import create_exception_response
-from sqlalchemy import exc as sa_exc
+
+from hub.runtime.pool import is_connection_error
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +28,12 @@ def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Res
     )
 
 
-# What "the database is unreachable now" looks like (asyncpg connect failures surface as OSError).
-CONNECTION_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, CONNECTION_ERRORS):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-
-
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[object]:
     """Anything a handler did not mean to raise. Request logging is off (tokens travel in headers),
     so this is where a bug becomes visible to an operator: logged with its traceback, then 500."""
     if isinstance(exc, HTTPException):
         return create_exception_response(request, exc)  # the handler's own answer, as usual
-    if _is_connection_error(exc):
+    if is_connection_error(exc):
         return database_unavailable(request, exc)
     log.exception("Unhandled error while serving %s %s.", request.method, request.url.path)
     return create_exception_response(request, HTTPException(status_code=500, detail="Internal server error."))

@@ -10,9 +10,8 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath
 
-from hub.auth import ViewerDep, admin_only
-from hub.runtime import HubDep
-from hub.wire import (
+from hub.domain.agent_ids import parse_agent_id
+from hub.domain.wire import (
     AgentSummary,
     NewAgent,
     Provisioned,
@@ -21,6 +20,8 @@ from hub.wire import (
     encode,
     encode_status,
 )
+from hub.http.guards import ViewerDep, admin_only
+from hub.runtime import HubDep
 from persistence import queries
 from persistence.models import Agent, AgentInstance
 
@@ -30,11 +31,11 @@ _new_agent = msgspec.json.Decoder(NewAgent)
 _provision_request = msgspec.json.Decoder(ProvisionRequest)
 
 
-def parse_agent_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFoundException(f"No agent with id {raw!r}.") from None
+def _agent_key(raw: str) -> uuid.UUID:
+    key = parse_agent_id(raw)
+    if key is None:
+        raise NotFoundException(f"No agent with id {raw!r}.")
+    return key
 
 
 def etag(instance_id: uuid.UUID, version: int) -> str:
@@ -64,7 +65,7 @@ async def list_agents(hub: HubDep, viewer: ViewerDep) -> Response[bytes]:
 async def get_instance(
     request: Request[Any, Any, Any], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
 ) -> Response[bytes]:
-    key = parse_agent_id(agent_id)
+    key = _agent_key(agent_id)
     async with hub.sessions() as session:
         agent = await queries.get_agent(session, key)
         if agent is None:
@@ -113,7 +114,7 @@ async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id
         raise HTTPException(
             status_code=400, detail="Field jobId must be 1 to 128 characters.", extra={"field": "jobId"}
         )
-    key = parse_agent_id(agent_id)
+    key = _agent_key(agent_id)
     async with hub.sessions() as session, session.begin():
         agent = await queries.get_agent(session, key)
         if agent is None:

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import httpx
 
-from hub.signatures import sign
-from hub.steps import WORKFLOW_STEPS
+from hub.domain.signatures import sign
+from hub.domain.steps import WORKFLOW_STEPS
 
 WEBHOOK_PATH: Final = "/api/webhooks/github"
 # What a workflow reports, in order: started, the four workflow steps, then running with metadata.

@@ -59,27 +59,30 @@ class JobState:
 
 def _lock_statement(with_delivery: bool) -> Any:
     columns: list[Any] = [
-        _jobs.c.status,
-        _jobs.c.error,
-        _instances.c.id,
+        _jobs.c.status.label("job_status"),
+        _jobs.c.error.label("job_error"),
+        _instances.c.id.label("instance_id"),
         _instances.c.agent_id,
         _instances.c.status,
         _instances.c.current_step,
         _instances.c.error,
-        _instances.c.metadata,
+        _instances.c.metadata.label("instance_metadata"),
         _instances.c.last_heartbeat_at,
         _instances.c.version,
         _instances.c.updated_at,
         # The agent's newest version over all its instances: a callback for a job whose instance
         # was superseded by a newer provisioning must not change anything (versions are per agent).
-        select(func.max(_newer.c.version)).where(_newer.c.agent_id == _instances.c.agent_id).scalar_subquery(),
+        select(func.max(_newer.c.version))
+        .where(_newer.c.agent_id == _instances.c.agent_id)
+        .scalar_subquery()
+        .label("agent_version"),
     ]
     if with_delivery:
         earlier = _events.c.delivery_id == bindparam("delivery_id")
         columns += [
-            select(_events.c.applied).where(earlier).scalar_subquery(),
-            select(_events.c.version).where(earlier).scalar_subquery(),
-            select(_events.c.job_id).where(earlier).scalar_subquery(),
+            select(_events.c.applied).where(earlier).scalar_subquery().label("earlier_applied"),
+            select(_events.c.version).where(earlier).scalar_subquery().label("earlier_version"),
+            select(_events.c.job_id).where(earlier).scalar_subquery().label("earlier_job"),
         ]
     return (
         select(*columns)
@@ -160,29 +163,29 @@ async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_i
     if row is None:
         return None
     instance = InstanceState(
-        id=row[2],
-        agent_id=row[3],
+        id=row.instance_id,
+        agent_id=row.agent_id,
         job_id=job_id,
-        status=row[4],
-        current_step=row[5],
-        error=row[6],
-        instance_metadata=dict(row[7] or {}),
-        last_heartbeat_at=row[8],
-        version=row[9],
-        updated_at=row[10],
+        status=row.status,
+        current_step=row.current_step,
+        error=row.error,
+        instance_metadata=dict(row.instance_metadata or {}),
+        last_heartbeat_at=row.last_heartbeat_at,
+        version=row.version,
+        updated_at=row.updated_at,
     )
-    found = delivery_id is not None and row[12] is not None
+    found = delivery_id is not None and row.earlier_applied is not None
     return JobState(
         id=job_id,
-        status=row[0],
-        error=row[1],
+        status=row.job_status,
+        error=row.job_error,
         instance=instance,
-        earlier=(bool(row[12]), int(row[13])) if found else None,
-        earlier_job=row[14] if found else None,
+        earlier=(bool(row.earlier_applied), int(row.earlier_version)) if found else None,
+        earlier_job=row.earlier_job if found else None,
         # <=, not ==: when this statement waited for the row lock, the locked row is re-read at its
         # newest version while the subquery keeps the statement's older snapshot.
-        current=row[11] is None or row[11] <= instance.version,
-        _original=(row[0], row[1]),
+        current=row.agent_version is None or row.agent_version <= instance.version,
+        _original=(row.job_status, row.job_error),
     )
 
 

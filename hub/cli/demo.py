@@ -21,11 +21,11 @@ from typing import Any, Final
 import httpx
 import uvicorn
 
-from hub.app import create_app
-from hub.auth import issue_dashboard_token
-from hub.migrate import upgrade_database
+from hub import process_setup
+from hub.cli.simulate import Sender, callback_body, send_all, workflow
+from hub.domain.tokens import issue_dashboard_token
+from hub.runtime.schema import upgrade_database
 from hub.settings import Settings
-from hub.simulate import Sender, callback_body, send_all, workflow
 from persistence import make_engine
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ STAGGER: Final = 1.5  # seconds between the agents' starts, so they are at diffe
 HEARTBEAT_EVERY: Final = 5.0
 BETWEEN_ROUNDS: Final = 20.0
 _START_TIMEOUT: Final = 30.0
+# The demo prints its own banner; the hub and uvicorn speak up only for warnings.
+LOG_LEVEL: Final = "WARNING"
 
 
 @dataclass(slots=True)
@@ -56,7 +58,7 @@ class DemoAgent:
 
 
 def run(*, host: str, port: int) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    process_setup.configure_logging(LOG_LEVEL)
     try:
         # Bound here, not by uvicorn, so a taken port is a clear message and --port 0 a known one.
         listener = socket.create_server((host, port))
@@ -82,13 +84,13 @@ async def _demo(listener: socket.socket, host: str) -> None:
         # SIGTERM ends the demo like Ctrl-C (uvicorn drains first, then re-raises it to us).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     with tempfile.TemporaryDirectory(prefix="status-hub-demo-") as directory:
-        settings = Settings.build(database_url=f"sqlite+aiosqlite:///{directory}/demo.db", log_level="WARNING")
+        settings = Settings.build(database_url=f"sqlite+aiosqlite:///{directory}/demo.db", log_level=LOG_LEVEL)
         engine = make_engine(settings.database_url, pool_size=1)
         try:
             await upgrade_database(engine)
         finally:
             await engine.dispose()
-        config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning", ws_per_message_deflate=False)
+        config = uvicorn.Config(process_setup.build_app(settings), **process_setup.server_options(settings))
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve(sockets=[listener]))
         driving: asyncio.Task[None] | None = None

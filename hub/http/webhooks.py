@@ -10,10 +10,10 @@ from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import HTTPException
 from sqlalchemy.exc import IntegrityError
 
-from hub import callbacks
+from hub.domain import callback_rules as callbacks
+from hub.domain.signatures import verify
+from hub.domain.wire import WebhookBody, encode, encode_status
 from hub.runtime import Hub, HubDep
-from hub.signatures import verify
-from hub.wire import WebhookBody, encode, encode_status
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from hub import simulate
+from hub.cli import simulate
 from hub.settings import Settings, SettingsError
-
-log = logging.getLogger("hub")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         return simulate.run(args)
     if args.command == "demo":
-        from hub.demo import run as run_demo
+        from hub.cli.demo import run as run_demo
 
         return run_demo(host=args.host, port=args.port)
 
@@ -41,9 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"status-hub: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic narrates every plugin it loads at INFO; its upgrades are still logged by hub.migrate.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Imported here: simulate (a client) and --help should not pay for loading the server.
+    from hub import process_setup
+
+    process_setup.configure_logging(settings.log_level)
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
         return 0
@@ -63,15 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from hub.server import serve as run_server
-
     asyncio.run(_migrate(settings))
-    run_server(settings, host=args.host, port=args.port, workers=args.workers)
+    if args.workers == 1 and settings.generated_secrets:
+        from hub.cli.banner import welcome
+
+        print(welcome(settings, args.host, args.port), flush=True)
+    process_setup.serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
 async def _migrate(settings: Settings) -> None:
-    from hub.migrate import upgrade_database
+    from hub.runtime.schema import upgrade_database
     from persistence import make_engine
 
     engine = make_engine(settings.database_url, pool_size=1)
@@ -79,7 +79,3 @@ async def _migrate(settings: Settings) -> None:
         await upgrade_database(engine)
     finally:
         await engine.dispose()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 from litestar import Response, get
 from sqlalchemy import text
 
 from hub.runtime import HubDep
+
+log = logging.getLogger(__name__)
 
 
 class Health(msgspec.Struct):
@@ -25,7 +29,9 @@ async def health(hub: HubDep) -> Response[bytes]:
         async with hub.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
         database = "ok"
-    except Exception:
+    except Exception as exc:
+        # Said in the answer (503); logged only at DEBUG, since a load balancer asks every few seconds.
+        log.debug("Health check: the database did not answer: %r", exc)
         database = "unavailable"
     connected = getattr(hub.backend, "connected", None)
     broker = "memory" if connected is None else ("redis" if connected else "redis-reconnecting")

@@ -1,0 +1,72 @@
+"""The websocket protocol's server side: close codes, the status, ping and error messages, and the
+RFC 6455 frame that carries a status to every socket. Pure: encoded once, shared by every socket."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from hub.domain.wire import VersionOnly
+
+# Close codes a client can read (sockets are accepted first, so browsers see them too).
+CLOSE_SERVICE_RESTART: Final = 1012  # the server is stopping: reconnect elsewhere
+CLOSE_INTERNAL_ERROR: Final = 1011  # the database was unavailable at connect, or a bug: reconnect later
+CLOSE_UNAUTHENTICATED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403  # another owner's agent, or an Origin that is not allowed
+CLOSE_NOT_FOUND: Final = 4404
+CLOSE_TOO_SLOW: Final = 4408  # a send did not complete within the deadline: reconnect for a snapshot
+
+# Codes of error frames on a socket that stays open (about one request of the client).
+ERROR_BAD_FRAME: Final = 4400
+ERROR_FRAME_TOO_LARGE: Final = 4413
+ERROR_TOO_MANY_AGENTS: Final = 4429
+ERROR_UNAVAILABLE: Final = 4503  # the database is unavailable: subscribe again in a few seconds
+
+UNAVAILABLE_MESSAGE: Final = "The database is unavailable; subscribe again in a few seconds."
+
+_STATUS_HEAD: Final = b'{"type":"status","data":'
+_encoder = msgspec.json.Encoder()
+_version_decoder = msgspec.json.Decoder(VersionOnly)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusFrame:
+    """One published status, decoded once per process and shared by every local socket."""
+
+    agent_id: str
+    version: int
+    text: str  # the websocket message: {"type":"status","data":<status>}
+    wire: bytes  # the same message as a complete websocket frame, written as is to every socket
+
+
+def status_frame(_channel: str, data: bytes) -> StatusFrame:
+    """Decode a published status (its agent and version only) and build its message once, both as
+    str for the ASGI send and as a ready websocket frame for direct writes."""
+    head = _version_decoder.decode(data)
+    message = _STATUS_HEAD + data + b"}"
+    return StatusFrame(agent_id=head.agentId, version=head.version, text=message.decode(), wire=text_frame(message))
+
+
+def ping_message(versions: dict[str, int]) -> str:
+    """The idle ping: the version the client has of each agent it watches."""
+    return _encoder.encode({"type": "ping", "versions": versions}).decode()
+
+
+def error_message(agent_id: str | None, code: int, message: str) -> str:
+    return _encoder.encode({"type": "error", "agentId": agent_id, "code": code, "message": message}).decode()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, final, unmasked websocket text frame (RFC 6455 5.2). Server frames are never
+    masked, so one encoding serves every socket."""
+    length = len(payload)
+    if length < 126:
+        head = struct.pack("!BB", 0x81, length)
+    elif length < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, length)
+    return head + payload

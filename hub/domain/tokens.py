@@ -1,0 +1,53 @@
+"""Who may do what: dashboard tokens (HS256 JWTs whose ``sub`` is the owner id) and the admin token. Pure."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+
+import jwt
+
+BEARER = "bearer "
+SUBPROTOCOL = "status-hub.v1"
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."
+COOKIE_NAME = "status_hub_token"
+
+
+class Unauthenticated(Exception):
+    """No credentials, or credentials that do not verify. The message never contains the token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    owner_id: str
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if authorization and authorization[: len(BEARER)].lower() == BEARER:
+        return authorization[len(BEARER) :].strip() or None
+    return None
+
+
+def verify_dashboard_token(secret: str, token: str) -> Viewer:
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("The token has expired.") from None
+    except jwt.InvalidTokenError:
+        raise Unauthenticated("The token is not a valid HS256 token signed for this hub.") from None
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthenticated("The token's sub claim must be the owner id, a non-empty string.")
+    return Viewer(owner_id=subject)
+
+
+def is_admin(admin_token: str, authorization: str | None) -> bool:
+    token = bearer_token(authorization)
+    return token is not None and hmac.compare_digest(token.encode(), admin_token.encode())
+
+
+def issue_dashboard_token(secret: str, owner_id: str, *, ttl_seconds: int = 12 * 3600) -> str:
+    """What the main application does; the hub uses it for the embedded default and the demo."""
+    now = int(time.time())
+    return jwt.encode({"sub": owner_id, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256")

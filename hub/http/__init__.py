@@ -1,0 +1,1 @@
+"""HTTP endpoints: the workflow webhook, the REST reads and admin calls, health, the dashboard page, error mapping."""

@@ -1,0 +1,115 @@
+"""What a dashboard socket may ask: subscribe to and unsubscribe from agents its owner may watch."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+import msgspec
+from litestar import WebSocket
+
+from hub.domain.agent_ids import canonical_agent_id, parse_agent_id
+from hub.domain.frames import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    ERROR_BAD_FRAME,
+    ERROR_FRAME_TOO_LARGE,
+    ERROR_TOO_MANY_AGENTS,
+    ERROR_UNAVAILABLE,
+    UNAVAILABLE_MESSAGE,
+    error_message,
+)
+from hub.domain.tokens import Viewer
+from hub.live.connection import send_text
+from hub.live.live_socket import MAX_SUBSCRIPTIONS, LiveSocket
+from hub.runtime import Hub
+from hub.runtime.pool import CONNECTION_ERRORS
+from persistence import queries
+
+MAX_CLIENT_FRAME: Final = 64 * 1024
+
+# (agent id, error code, message) of an agent a socket may not watch.
+Refusal = tuple[str, int, str]
+
+
+class ClientFrame(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    type: str
+    agent_ids: list[str] = []
+    versions: dict[str, int] = {}
+
+
+_client_frame = msgspec.json.Decoder(ClientFrame)
+
+
+async def handle_client_frame(
+    socket: WebSocket[Any, Any, Any], hub: Hub, state: LiveSocket, viewer: Viewer, message: Any
+) -> None:
+    raw = message.get("text")
+    if raw is None:
+        raw = message.get("bytes") or b""
+    if len(raw) > MAX_CLIENT_FRAME:
+        await send_error(socket, None, ERROR_FRAME_TOO_LARGE, f"Client frames are limited to {MAX_CLIENT_FRAME} bytes.")
+        return
+    try:
+        frame = _client_frame.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        await send_error(socket, None, ERROR_BAD_FRAME, f"Invalid client frame: {exc}.")
+        return
+    # Ids in their canonical form, so an id written in capitals can be unsubscribed and its version
+    # found; an id that is no UUID stays as it came and is refused as unknown.
+    wanted = list(dict.fromkeys(canonical_agent_id(agent_id) for agent_id in frame.agent_ids))
+    if frame.type == "unsubscribe":
+        for agent_id in wanted:
+            await state.unsubscribe(agent_id)
+        return
+    if frame.type != "subscribe":
+        await send_error(
+            socket, None, ERROR_BAD_FRAME, f"Field type must be subscribe or unsubscribe; got {frame.type!r}."
+        )
+        return
+    versions = {canonical_agent_id(agent_id): version for agent_id, version in frame.versions.items()}
+    watched = state.agent_ids
+    added = [agent_id for agent_id in wanted if agent_id not in watched]
+    if len(watched) + len(added) > MAX_SUBSCRIPTIONS:
+        await send_error(socket, None, ERROR_TOO_MANY_AGENTS, f"A socket may watch at most {MAX_SUBSCRIPTIONS} agents.")
+        return
+    try:
+        allowed, refusals = await authorize(hub, viewer, wanted)
+    except CONNECTION_ERRORS:
+        allowed, refusals = [], [(agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE) for agent_id in wanted]
+    for agent_id, code, reason in refusals:
+        await send_error(socket, agent_id, code, reason)
+    for agent_id in allowed:
+        try:
+            await state.subscribe(agent_id, versions.get(agent_id, 0))
+        except CONNECTION_ERRORS:
+            # One agent's snapshot failing must not take the whole dashboard's socket down.
+            await send_error(socket, agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+
+
+async def authorize(hub: Hub, viewer: Viewer, agent_ids: list[str]) -> tuple[list[str], list[Refusal]]:
+    """Split ``agent_ids`` into those the viewer may watch (canonical ids) and refusals."""
+    keys: dict[str, uuid.UUID] = {}
+    refusals: list[Refusal] = []
+    for agent_id in agent_ids:
+        key = parse_agent_id(agent_id)
+        if key is None:
+            refusals.append((agent_id, CLOSE_NOT_FOUND, f"No agent with id {agent_id!r}."))
+        else:
+            keys[agent_id] = key
+    async with hub.sessions() as session:
+        owners = await queries.owners_of(session, list(keys.values()))
+    allowed: list[str] = []
+    for agent_id, key in keys.items():
+        owner = owners.get(key)
+        if owner is None:
+            refusals.append((agent_id, CLOSE_NOT_FOUND, f"No agent with id {agent_id}."))
+        elif owner != viewer.owner_id:
+            refusals.append((agent_id, CLOSE_FORBIDDEN, f"Agent {agent_id} belongs to another owner."))
+        else:
+            allowed.append(str(key))
+    return allowed, refusals
+
+
+async def send_error(socket: WebSocket[Any, Any, Any], agent_id: str | None, code: int, message: str) -> None:
+    await send_text(socket, error_message(agent_id, code, message))
