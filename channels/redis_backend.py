@@ -79,11 +79,19 @@ class RedisBackend:
         return self._conn is not None
 
     async def start(self) -> None:
-        """Connect, or raise the client's connection error if Redis cannot be reached now."""
+        """Connect now if Redis answers, else keep connecting in the background: a process must be
+        able to start during a Redis outage, as a running one survives it. Meanwhile subscribes are
+        recorded, and once connected they are sent and reported `Restored` (so callers resync)."""
         if self._started:
             raise RuntimeError("The Redis backend was already started; a backend is started once.")
-        conn, _ = await self._open()
         self._started = True
+        conn: PubSubConnection | None
+        try:
+            conn, _ = await self._open()
+        except CONNECTION_LOST as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            logger.warning("Redis pub/sub is unreachable at start-up (%s); connecting in the background.", reason)
+            conn = None
         self._reader = asyncio.create_task(self._run(conn), name="channels-redis-reader")
 
     async def stop(self) -> None:

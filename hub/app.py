@@ -17,6 +17,7 @@ from hub.http import agents, dashboard, errors, health, webhooks
 from hub.http.guards import provide_viewer
 from hub.live import endpoints
 from hub.live.deadlines import sweep_sockets
+from hub.live.reconcile import reconcile_forever
 from hub.runtime import Hub, open_hub
 from hub.settings import Settings
 
@@ -36,11 +37,15 @@ def create_app(settings: Settings) -> Litestar:
                 hub.engine.url.render_as_string(hide_password=True),
                 "in-memory" if settings.redis_url is None else "Redis",
             )
-            sweeper = asyncio.create_task(sweep_sockets(hub), name="socket-deadlines")
+            timers = [
+                asyncio.create_task(sweep_sockets(hub), name="socket-deadlines"),
+                asyncio.create_task(reconcile_forever(hub), name="reconcile"),
+            ]
             try:
                 yield
             finally:
-                sweeper.cancel()
+                for timer in timers:
+                    timer.cancel()
                 # uvicorn already sends 1012 on shutdown; this covers servers that do not, all at once
                 # and bounded, so stalled clients cannot hold the shutdown.
                 closing = [

@@ -14,6 +14,7 @@ from litestar import Litestar
 from uvicorn.config import LOGGING_CONFIG
 
 from hub.app import create_app
+from hub.live.client_frames import MAX_CLIENT_FRAME
 from hub.live.transport import WebSocketProtocol
 from hub.settings import Settings
 
@@ -54,6 +55,9 @@ def uvicorn_options() -> dict[str, Any]:
         "ws": WebSocketProtocol,
         # Status JSON is tiny: permessage-deflate costs ~4x memory per socket for no gain.
         "ws_per_message_deflate": False,
+        # A larger client frame is refused (close 1009) from its header, before it is buffered:
+        # uvicorn's default of 16 MiB let 40 such frames take a hub to 900 MB.
+        "ws_max_size": MAX_CLIENT_FRAME,
         # Protocol-level pings only find dead peers; the hub's own ping frames (HUB_PING_INTERVAL)
         # keep clients informed. Once a minute is enough for the former and halves idle traffic.
         "ws_ping_interval": 60.0,

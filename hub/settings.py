@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ _MIN_SECRET_LENGTH = 16
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
 _MIN_JWT_SECRET_LENGTH = 32
 _MAX_PING_INTERVAL = 30.0
+# One reconcile query per interval per replica: more often than once a second buys nothing.
+_MIN_RECONCILE_INTERVAL = 1.0
 
 
 class SettingsError(ValueError):
@@ -34,6 +37,7 @@ class Settings:
     db_pool_size: int = 10
     send_timeout: float = 5.0
     ping_interval: float = 20.0
+    reconcile_interval: float = 10.0
     log_level: str = "INFO"
     # Secrets generated for this run on the embedded default; printed once at start-up.
     generated_secrets: tuple[str, ...] = ()
@@ -91,6 +95,11 @@ class Settings:
             raise SettingsError(
                 f"HUB_PING_INTERVAL must be at most {_MAX_PING_INTERVAL:g} seconds; got {settings.ping_interval:g}."
             )
+        if settings.reconcile_interval < _MIN_RECONCILE_INTERVAL:
+            raise SettingsError(
+                f"HUB_RECONCILE_INTERVAL must be at least {_MIN_RECONCILE_INTERVAL:g} second; "
+                f"got {settings.reconcile_interval:g}."
+            )
         if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(
                 f"HUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR; got {settings.log_level!r}."
@@ -109,8 +118,9 @@ def _convert(key: str, raw: str, annotation: object) -> Any:
         return value
     if kind == "float":
         number = _number(key, raw, float)
-        if number <= 0:
-            raise SettingsError(f"{key} must be a positive number of seconds; got {raw!r}.")
+        # nan compares false with everything: it would silently disable the deadline it sets.
+        if not math.isfinite(number) or number <= 0:
+            raise SettingsError(f"{key} must be a finite, positive number of seconds; got {raw!r}.")
         return number
     if "None" in kind and not raw.strip():
         return None

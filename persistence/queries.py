@@ -57,6 +57,18 @@ async def latest_instances(session: AsyncSession, agent_ids: Sequence[uuid.UUID]
     return {instance.agent_id: instance for instance in (await session.execute(query)).scalars()}
 
 
+async def latest_versions(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The current version of each agent that has an instance (one indexed aggregate for them all)."""
+    if not agent_ids:
+        return {}
+    query = (
+        select(AgentInstance.agent_id, func.max(AgentInstance.version).label("version"))
+        .where(AgentInstance.agent_id.in_(agent_ids))
+        .group_by(AgentInstance.agent_id)
+    )
+    return {row.agent_id: row.version for row in (await session.execute(query)).all()}
+
+
 async def agents_of_owner(session: AsyncSession, owner_id: str) -> list[Agent]:
     query = select(Agent).where(Agent.owner_id == owner_id).order_by(Agent.created_at, Agent.id)
     return list((await session.execute(query)).scalars())

@@ -28,7 +28,13 @@ _ALLOWED: Final[dict[str, frozenset[str]]] = {
 }
 _DEFAULT_FAILURE = "The provisioning workflow reported a failure without a message."
 
-_body_decoder = msgspec.json.Decoder(WebhookBody)
+# The instance's merged metadata is sent in every frame of the agent, so it stays small.
+MAX_METADATA_BYTES: Final = 16 * 1024
+
+# Any JSON: the body is decoded once, whole (unknown fields included, so nothing Postgres would
+# refuse slips through them), then converted to WebhookBody and stored as the event's payload.
+_document_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
 
 
 class CallbackError(Exception):
@@ -44,18 +50,30 @@ class CallbackError(Exception):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     reply: WebhookReply
-    # The instance after a visible change, to encode and publish after commit; None when unchanged.
-    changed: InstanceState | None
+    # The instance to encode and publish after commit: after a visible change, and again on a
+    # redelivery (its first publish may be what was lost; clients drop versions they have). None
+    # when there is nothing to tell.
+    to_publish: InstanceState | None
 
 
-def parse(raw: bytes) -> WebhookBody:
-    """Strictly decode and validate a callback body (after its signature was checked)."""
+def parse(raw: bytes) -> tuple[WebhookBody, dict[str, Any]]:
+    """Strictly decode and validate a callback body (after its signature was checked); the body and
+    the whole JSON document (what the event log keeps)."""
     try:
-        body = _body_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise CallbackError(400, f"Invalid callback body: {exc}.", _field_of(str(exc))) from None
+        document = _document_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise CallbackError(400, f"The callback body is not valid JSON: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise CallbackError(400, f"The callback body is not valid UTF-8: {exc.reason} at byte {exc.start}.") from None
+    except RecursionError:
+        raise CallbackError(400, "The callback body is nested too deeply to be a workflow callback.") from None
+    try:
+        body = msgspec.convert(document, WebhookBody)
+    except msgspec.ValidationError as exc:
+        raise CallbackError(400, f"Invalid callback body: {exc}.", _field_of(str(exc))) from None
+    if _has_nul(document):
+        # Postgres stores no NUL character in text or jsonb: refused here, not with a 500 later.
+        raise CallbackError(400, "The callback body must not contain NUL characters (\\u0000) in any string.")
     if not body.job_id.strip():
         raise CallbackError(400, "Field job_id must be a non-empty string.", "job_id")
     if body.type is not None and body.type not in CALLBACK_TYPES:
@@ -75,10 +93,12 @@ def parse(raw: bytes) -> WebhookBody:
             )
     if body.step is not None and body.step not in WORKFLOW_STEPS:
         raise CallbackError(422, f"Field step must be one of {', '.join(WORKFLOW_STEPS)}; got {body.step!r}.", "step")
-    return body
+    return body, document
 
 
-async def apply(connection: AsyncConnection, body: WebhookBody, raw: bytes, delivery_id: str | None) -> Outcome:
+async def apply(
+    connection: AsyncConnection, body: WebhookBody, document: dict[str, Any], delivery_id: str | None
+) -> Outcome:
     """Route and apply one callback; raises CallbackError(404) for an unknown job."""
     job = await lock_for_callback(connection, body.job_id, delivery_id)
     if job is None:
@@ -89,7 +109,8 @@ async def apply(connection: AsyncConnection, body: WebhookBody, raw: bytes, deli
                 409, f"This delivery id was already used for job {job.earlier_job!r}; use a new one per callback."
             )
         applied, version = job.earlier
-        return Outcome(WebhookReply(received=True, applied=applied, version=version), None)
+        current = job.instance if job.current else None
+        return Outcome(WebhookReply(received=True, applied=applied, version=version), current)
     instance = job.instance
 
     if not job.current:
@@ -114,7 +135,7 @@ async def apply(connection: AsyncConnection, body: WebhookBody, raw: bytes, deli
         kind=body.type or "status",
         status=body.status,
         step=body.step,
-        payload=msgspec.json.decode(raw),
+        payload=document,
     )
     return Outcome(
         WebhookReply(received=True, applied=applied, version=instance.version), instance if applied else None
@@ -176,8 +197,34 @@ def _is_later(step: str, current: str | None) -> bool:
 
 def _merge_metadata(instance: InstanceState, metadata: dict[str, Any] | None) -> None:
     """A callback's metadata adds to what earlier callbacks reported; its keys win."""
-    if metadata:
-        instance.instance_metadata = {**instance.instance_metadata, **metadata}
+    if not metadata:
+        return
+    merged = {**instance.instance_metadata, **metadata}
+    size = len(_encoder.encode(merged))
+    if size > MAX_METADATA_BYTES:
+        raise CallbackError(
+            413,
+            f"Field metadata would make the instance's metadata {size} bytes encoded; "
+            f"the limit is {MAX_METADATA_BYTES} bytes.",
+            "metadata",
+        )
+    instance.instance_metadata = merged
+
+
+def _has_nul(document: Any) -> bool:
+    """True when any string of ``document`` (keys included) holds a NUL; iterative, for any depth."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _field_of(message: str) -> str | None:

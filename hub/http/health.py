@@ -21,6 +21,7 @@ class Health(msgspec.Struct):
     publish_failures: int
     slow_socket_closes: int
     resyncs: int
+    reconcile_repairs: int
 
 
 @get("/healthz", cache=False)
@@ -44,6 +45,7 @@ async def health(hub: HubDep) -> Response[bytes]:
         publish_failures=hub.metrics.publish_failures,
         slow_socket_closes=hub.metrics.slow_socket_closes,
         resyncs=hub.metrics.resyncs,
+        reconcile_repairs=hub.metrics.reconcile_repairs,
     )
     # Only the database makes a replica useless: without Redis it still takes callbacks and polls.
     return Response(msgspec.json.encode(body), media_type="application/json", status_code=200 if healthy else 503)

@@ -34,26 +34,26 @@ async def github_callback(request: Request[Any, Any, Any], hub: HubDep) -> Respo
     if delivery_id is not None and not 0 < len(delivery_id) <= _MAX_DELIVERY_ID:
         raise HTTPException(status_code=400, detail=f"X-GitHub-Delivery must be 1 to {_MAX_DELIVERY_ID} characters.")
     try:
-        body = callbacks.parse(raw)
-        outcome = await _apply(hub, body, raw, delivery_id)
+        body, document = callbacks.parse(raw)
+        outcome = await _apply(hub, body, document, delivery_id)
     except callbacks.CallbackError as exc:
         raise HTTPException(
             status_code=exc.status_code, detail=exc.message, extra={"field": exc.field} if exc.field else None
         ) from None
     background = None
-    if outcome.changed is not None:
+    if outcome.to_publish is not None:
         # Encoded once, after commit; published once the answer is on its way, so the workflow
         # never waits for Redis (and a publish failure is only logged: Postgres has the truth).
-        instance = outcome.changed
+        instance = outcome.to_publish
         background = BackgroundTask(hub.publish_status, encode_status(instance), str(instance.agent_id))
     return Response(encode(outcome.reply), media_type="application/json", background=background)
 
 
-async def _apply(hub: Hub, body: WebhookBody, raw: bytes, delivery_id: str | None) -> callbacks.Outcome:
+async def _apply(hub: Hub, body: WebhookBody, document: dict[str, Any], delivery_id: str | None) -> callbacks.Outcome:
     for attempt in (1, 2):
         try:
             async with hub.engine.begin() as connection:
-                return await callbacks.apply(connection, body, raw, delivery_id)
+                return await callbacks.apply(connection, body, document, delivery_id)
         except IntegrityError:
             # A race the locking read could not see, because its subqueries ran on a snapshot
             # taken before the other transaction committed: two deliveries with one id (the

@@ -70,6 +70,10 @@ class LiveSocket:
     def pending_count(self) -> int:
         return len(self._outbox)
 
+    def held_versions(self) -> dict[str, int]:
+        """For the reconcile: the version of each watched agent this client has or is about to get."""
+        return self._outbox.held()
+
     def offer(self, frame: StatusFrame) -> None:
         if frame.agent_id not in self._subscriptions:
             return  # a frame racing with an unsubscribe

@@ -63,6 +63,13 @@ class Outbox:
             del pending[agent_id]
             versions[agent_id] = frame.version
 
+    def held(self) -> dict[str, int]:
+        """The version the client will have of each agent once what is pending is sent."""
+        held = dict(self._versions)
+        for agent_id, frame in self._pending.items():
+            held[agent_id] = max(held.get(agent_id, 0), frame.version)
+        return held
+
     def versions(self, agent_ids: Iterable[str]) -> dict[str, int]:
         return {agent_id: self._versions.get(agent_id, 0) for agent_id in agent_ids}
 

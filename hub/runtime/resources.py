@@ -41,12 +41,17 @@ class LiveConnection(Protocol):
 
     def check(self, now: float) -> None: ...
 
+    def held_versions(self) -> dict[str, int]: ...
+
+    def offer(self, frame: StatusFrame) -> None: ...
+
 
 @dataclass(slots=True)
 class Metrics:
     publish_failures: int = 0
     slow_socket_closes: int = 0
     resyncs: int = 0
+    reconcile_repairs: int = 0
 
 
 @dataclass(slots=True)

@@ -199,3 +199,21 @@ async def test_leaving_the_broker_is_prompt_while_it_backs_off(
         await asyncio.wait_for(broker.__aexit__(None, None, None), WAIT)
         assert loop.time() - started < 1.0
     assert asyncio.all_tasks() - baseline == set()
+
+
+async def test_a_backend_started_while_redis_is_down_subscribes_once_it_is_up(
+    server: RedisServer, client: redis.asyncio.Redis, prefix: str
+) -> None:
+    channel = channel_name(prefix, "born-in-an-outage")
+    await server.kill()
+    resyncs = Resyncs()
+    inbox = Inbox()
+    # Starts (rather than raising) although nothing answers on the port yet.
+    async with asyncio.timeout(WAIT), Broker(fast_backend(client), pair, resyncs) as broker:
+        subscription = broker.subscribe(channel, inbox.put)
+        async with subscription:
+            await server.start()  # the same port
+            await resyncs.wait_for({channel})
+            assert await inbox.next() == (channel, b"snapshot")
+            await broker.publish(channel, b"live")
+            assert await inbox.next() == (channel, b"live")

@@ -104,6 +104,16 @@ async def test_a_bad_client_frame_gets_an_error_frame_and_the_socket_stays(
         assert (await next_status(ws))["agentId"] == agent_id
 
 
+async def test_a_client_frame_over_64_kib_is_refused_before_it_is_buffered(live: LiveHub) -> None:
+    base, hub, _ = live
+    # The client's own limit must not stop it from sending the oversized frame.
+    async with open_socket(base, "/api/ws", max_size=None) as ws:
+        await wait_until(lambda: len(hub.sockets) == 1, what="the socket to be served")
+        await ws.send("x" * (1024 * 1024))
+        assert await close_code(ws) == 1009  # message too big, from the frame's header
+    await wait_until(lambda: not hub.sockets, what="the socket to be released")
+
+
 async def test_the_dashboard_socket_refuses_other_owners_and_unknown_agents(live: LiveHub) -> None:
     base, hub, api = live
     mine, _ = await api.new_job("owner-1")

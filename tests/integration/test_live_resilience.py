@@ -35,8 +35,9 @@ async def live(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[LiveH
 async def test_a_client_that_stops_reading_slows_no_one_and_holds_one_frame(live: LiveHub) -> None:
     base, hub, api = live
     agent_id, job_id = await api.new_job()
-    # Large statuses fill the stalled client's buffers quickly.
-    await api.callback({"job_id": job_id, "status": "running", "metadata": {"notes": "x" * 32_000}})
+    # Large statuses (just under the 16 KiB metadata bound) fill the stalled client's buffers quickly.
+    reply = await api.callback({"job_id": job_id, "status": "running", "metadata": {"notes": "x" * 16_000}})
+    assert reply.status_code == 200, reply.text
     port = urlsplit(base).port
     assert port is not None
     stalled = RawSocket(port, f"/api/agents/{agent_id}/instance/ws", token_for("owner-1"))
@@ -166,3 +167,25 @@ async def test_a_redis_outage_loses_no_final_state_and_fails_no_callback(
                 # And live delivery works again after the outage.
                 newest = await api.heartbeat(jobs[1][1])
                 await until_version(dashboard, newest, timeout=10)
+
+
+async def test_a_replica_starts_while_its_redis_is_down_and_goes_live_when_it_is_up(
+    settings: Settings, clean_db: AsyncEngine
+) -> None:
+    async with RedisServer() as redis_server:
+        await redis_server.kill()  # the port is known; nothing answers on it yet
+        async with live_hub(settings, redis_url=redis_server.url) as (base, hub, api):
+            health = await api.client.get("/healthz")
+            assert health.status_code == 200 and health.json()["broker"] == "redis-reconnecting"
+            # Callbacks and reads work without Redis: Postgres is the truth.
+            agent_id, job_id = await api.new_job()
+            async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:
+                assert (await next_status(ws))["version"] == 1
+                assert await api.heartbeat(job_id) == 2  # its publish fails; the resync covers it
+
+                await redis_server.start()
+                await wait_until(lambda: hub.backend.connected, timeout=30, what="the subscriber to connect")
+                assert (await api.client.get("/healthz")).json()["broker"] == "redis"
+                await until_version(ws, 2, timeout=10)
+                newest = await api.heartbeat(job_id)
+                await until_version(ws, newest, timeout=10)

@@ -214,6 +214,29 @@ BAD_INPUT = [
     ("missing-signature", b'{"job_id": "JOB", "status": "failed"}', "", 401, ["X-Hub-Signature-256"]),
     ("wrong-signature", b'{"job_id": "JOB", "status": "failed"}', "sha256=" + "0" * 64, 401, ["X-Hub-Signature-256"]),
     ("too-large", b'{"job_id": "JOB", "status": "failed", "error": "' + b"x" * 70_000 + b'"}', None, 413, []),
+    (
+        "deeply-nested-metadata",
+        b'{"job_id": "JOB", "status": "running", "metadata": ' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b"}",
+        None,
+        400,
+        ["nested too deeply"],
+    ),
+    ("nul-in-error", b'{"job_id": "JOB", "status": "failed", "error": "boom\\u0000"}', None, 400, ["NUL"]),
+    (
+        "nul-in-metadata-key",
+        b'{"job_id": "JOB", "status": "running", "metadata": {"ip\\u0000": "10.0.0.1"}}',
+        None,
+        400,
+        ["NUL"],
+    ),
+    ("bad-utf8-in-unknown-field", b'{"job_id": "JOB", "status": "failed", "note": "\xff"}', None, 400, ["UTF-8"]),
+    (
+        "metadata-over-16-kib",
+        b'{"job_id": "JOB", "status": "running", "metadata": {"blob": "' + b"x" * 17_000 + b'"}}',
+        None,
+        413,
+        ["metadata", "16384"],
+    ),
 ]
 
 
@@ -232,6 +255,21 @@ async def test_bad_input_gets_a_clear_error_and_writes_nothing(
     for word in words:
         assert word in detail
     assert await table_counts(db_engine) == before
+
+
+async def test_metadata_that_would_grow_past_16_kib_is_refused_and_writes_nothing(
+    api: Api, db_engine: AsyncEngine
+) -> None:
+    agent_id, job_id = await api.new_job()
+    first = {"job_id": job_id, "status": "provisioning", "step": "vm_created", "metadata": {"a": "x" * 9_000}}
+    assert (await api.callback(first)).status_code == 200
+    before = await table_counts(db_engine)
+    second = {"job_id": job_id, "status": "provisioning", "step": "ansible_started", "metadata": {"b": "y" * 9_000}}
+    response = await api.callback(second)
+    assert response.status_code == 413, response.text
+    assert "16384" in response.json()["detail"]
+    assert await table_counts(db_engine) == before
+    assert (await api.status(agent_id)).json()["currentStep"] == "vm_created"
 
 
 async def test_an_unreachable_database_is_503_with_retry_after(settings: Any) -> None:

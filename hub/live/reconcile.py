@@ -1,0 +1,72 @@
+"""The backstop for every lost publish (a replica killed between commit and publish, retries given up,
+a Redis failover): every ``HUB_RECONCILE_INTERVAL`` seconds, one query reads the current version of
+every agent this process's sockets watch, and each socket that is behind gets a fresh snapshot, read
+once for all the agents behind and shared by their local sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from hub.domain.agent_ids import parse_agent_id
+from hub.domain.frames import status_frame
+from hub.domain.wire import encode_status
+from hub.runtime import Hub
+from hub.runtime.pool import CONNECTION_ERRORS
+from hub.runtime.resources import LiveConnection
+from persistence import queries
+
+log = logging.getLogger(__name__)
+
+
+async def reconcile_forever(hub: Hub) -> None:
+    """Reconcile on a timer; never dies but by cancellation."""
+    interval = hub.settings.reconcile_interval
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reconcile_once(hub)
+        except CONNECTION_ERRORS as exc:
+            log.warning("Skipped a reconcile: the database is unavailable (%s); next in %g s.", exc, interval)
+        except Exception:
+            log.exception("A reconcile failed; next in %g s.", interval)
+
+
+async def reconcile_once(hub: Hub) -> int:
+    """Bring every local socket up to the version Postgres holds; returns how many were behind."""
+    watchers: dict[str, list[tuple[LiveConnection, int]]] = {}
+    for socket in list(hub.sockets):
+        for agent_id, version in socket.held_versions().items():
+            watchers.setdefault(agent_id, []).append((socket, version))
+    keys: dict[str, uuid.UUID] = {}
+    for agent_id in watchers:
+        key = parse_agent_id(agent_id)
+        if key is not None:
+            keys[agent_id] = key
+    if not keys:
+        return 0
+    async with hub.sessions() as session:
+        current = await queries.latest_versions(session, list(keys.values()))
+        behind = [
+            agent_id
+            for agent_id, key in keys.items()
+            if key in current and min(version for _, version in watchers[agent_id]) < current[key]
+        ]
+        if not behind:
+            return 0
+        instances = await queries.latest_instances(session, [keys[agent_id] for agent_id in behind])
+    repaired = 0
+    for agent_id in behind:
+        instance = instances.get(keys[agent_id])
+        if instance is None:  # deleted since the first read
+            continue
+        frame = status_frame("", encode_status(instance))
+        for socket, version in watchers[agent_id]:
+            if version < frame.version:
+                socket.offer(frame)
+                repaired += 1
+    hub.metrics.reconcile_repairs += repaired
+    if repaired:
+        log.info("Reconcile: %d sockets were behind on %d agents; each got a fresh snapshot.", repaired, len(behind))
+    return repaired
