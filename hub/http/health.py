@@ -19,6 +19,8 @@ class Health(msgspec.Struct):
     broker: str  # "redis", "redis-reconnecting" or "memory"
     sockets: int
     publish_failures: int
+    publish_backlog: int
+    publish_dropped: int
     slow_socket_closes: int
     resyncs: int
     reconcile_repairs: int
@@ -43,6 +45,8 @@ async def health(hub: HubDep) -> Response[bytes]:
         broker=broker,
         sockets=len(hub.sockets),
         publish_failures=hub.metrics.publish_failures,
+        publish_backlog=hub.publisher.backlog,
+        publish_dropped=hub.metrics.publish_dropped,
         slow_socket_closes=hub.metrics.slow_socket_closes,
         resyncs=hub.metrics.resyncs,
         reconcile_repairs=hub.metrics.reconcile_repairs,

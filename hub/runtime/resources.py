@@ -3,7 +3,6 @@ and the publish after commit."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from litestar.di import NamedDependency
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,15 +19,21 @@ from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, cha
 from hub.domain.agent_ids import parse_agent_id
 from hub.domain.frames import StatusFrame, status_frame
 from hub.domain.wire import encode_status
+from hub.runtime.metrics import Metrics
 from hub.runtime.pool import warm_pool
+from hub.runtime.publisher import Publisher
 from hub.runtime.waker import Waker
 from hub.settings import Settings
 from persistence import make_engine, make_session_factory, queries
 
 log = logging.getLogger(__name__)
 
-# Seconds between retries of a failed publish (about 15 s in all).
-REPUBLISH_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+# Redis connections for publishing, per process (the subscriber has its own): concurrent publishes
+# come from concurrent callbacks, which the database pool already bounds.
+REDIS_CONNECTIONS = 32
+REDIS_TIMEOUT = 2.0
+# Seconds a shutdown gives the statuses still waiting for Redis.
+PUBLISH_FLUSH_GRACE = 2.0
 
 
 class LiveConnection(Protocol):
@@ -47,54 +52,25 @@ class LiveConnection(Protocol):
 
 
 @dataclass(slots=True)
-class Metrics:
-    publish_failures: int = 0
-    slow_socket_closes: int = 0
-    resyncs: int = 0
-    reconcile_repairs: int = 0
-
-
-@dataclass(slots=True)
 class Hub:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker[StatusFrame]
     backend: Backend
-    metrics: Metrics = field(default_factory=Metrics)
+    publisher: Publisher
+    metrics: Metrics
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
     waker: Waker = field(default_factory=Waker)
-    # Publishes being retried after a failure (cancelled on shutdown).
-    republishing: set[asyncio.Task[None]] = field(default_factory=set)
 
     def channel(self, agent_id: str) -> str:
         return channel_name(self.settings.channel_prefix, agent_id)
 
     async def publish_status(self, data: bytes, agent_id: str) -> None:
-        """Ring the doorbell after commit. Postgres is the truth: a failure is logged, counted and
-        retried in the background, never raised. While Redis is down the subscriptions drop too,
-        and their restoration resyncs every replica from Postgres."""
-        try:
-            await self.broker.publish(self.channel(agent_id), data)
-        except Exception as exc:
-            self.metrics.publish_failures += 1
-            log.warning("Publishing the status of agent %s failed (%s); retrying in the background.", agent_id, exc)
-            task = asyncio.create_task(self._republish(data, agent_id), name=f"republish-{agent_id}")
-            self.republishing.add(task)
-            task.add_done_callback(self.republishing.discard)
-
-    async def _republish(self, data: bytes, agent_id: str) -> None:
-        for delay in REPUBLISH_DELAYS:
-            await asyncio.sleep(delay)
-            try:
-                await self.broker.publish(self.channel(agent_id), data)
-            except Exception as exc:
-                log.debug("A retried publish of agent %s failed: %r", agent_id, exc)
-                continue
-            log.info("Published the status of agent %s after a retry.", agent_id)
-            return
-        log.warning("Gave up publishing a status of agent %s; clients catch up on the next one or a resync.", agent_id)
+        """Ring the doorbell after commit; never raises (see Publisher). While Redis is down the
+        subscriptions drop too, and their restoration resyncs every replica from Postgres."""
+        await self.publisher.publish(agent_id, data)
 
     async def snapshot(self, agent_id: str) -> bytes | None:
         return await read_snapshot(self.sessions, agent_id)
@@ -123,17 +99,23 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         backend = MemoryBackend()
     else:
         # Bounded timeouts: a hung Redis must not hold publishes (each runs after its callback's answer,
-        # and a failed one is retried in the background) nor the subscriber's reconnects.
-        redis = Redis.from_url(
+        # and a failed one waits in the publisher's backlog) nor the subscriber's reconnects. A sized,
+        # blocking pool: past REDIS_CONNECTIONS concurrent publishes the next one waits for a
+        # connection (at most the socket timeout) instead of failing at once.
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url,
-            socket_connect_timeout=2.0,
-            socket_timeout=2.0,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            socket_timeout=REDIS_TIMEOUT,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
         )
+        redis = Redis(connection_pool=pool)
         backend = RedisBackend(redis)
     sessions = make_session_factory(engine)
     await warm_pool(engine, settings.db_pool_size)
     metrics = Metrics()
+    channel_prefix = settings.channel_prefix
 
     async def resync(channel: str) -> bytes | None:
         metrics.resyncs += 1
@@ -141,16 +123,27 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
 
     try:
         async with Broker(backend, status_frame, resync) as broker:
+
+            async def publish(agent_id: str, data: bytes) -> None:
+                await broker.publish(channel_name(channel_prefix, agent_id), data)
+
+            publisher = Publisher(publish, metrics)
             hub = Hub(
-                settings=settings, engine=engine, sessions=sessions, broker=broker, backend=backend, metrics=metrics
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                broker=broker,
+                backend=backend,
+                publisher=publisher,
+                metrics=metrics,
             )
             try:
                 yield hub
             finally:
                 hub.waker.close()
-                for task in list(hub.republishing):
-                    task.cancel()
+                await publisher.close(PUBLISH_FLUSH_GRACE)
     finally:
         if redis is not None:
             await redis.aclose()
+            await redis.connection_pool.disconnect()
         await engine.dispose()
