@@ -21,6 +21,8 @@ class Unauthenticated(Exception):
 @dataclass(frozen=True, slots=True)
 class Viewer:
     owner_id: str
+    # The token's exp (seconds since the epoch): a socket opened with it is closed then.
+    expires_at: float
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -39,7 +41,7 @@ def verify_dashboard_token(secret: str, token: str) -> Viewer:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise Unauthenticated("The token's sub claim must be the owner id, a non-empty string.")
-    return Viewer(owner_id=subject)
+    return Viewer(owner_id=subject, expires_at=float(claims["exp"]))
 
 
 def is_admin(admin_token: str, authorization: str | None) -> bool:

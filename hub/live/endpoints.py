@@ -39,7 +39,7 @@ async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: 
         await close_socket(socket, code, message)
         return
     known = _int_or_zero(socket.query_params.get("version"))
-    await _serve(socket, hub, allowed, {allowed[0]: known})
+    await _serve(socket, hub, viewer, allowed, {allowed[0]: known}, takes_frames=False)
 
 
 @websocket("/api/ws")
@@ -48,16 +48,17 @@ async def dashboard_socket(socket: WebSocket[Any, Any, Any], hub: HubDep) -> Non
     if viewer is None:
         return
     # Only the dashboard socket takes client frames (subscribe/unsubscribe).
-    await _serve(socket, hub, [], {}, viewer=viewer)
+    await _serve(socket, hub, viewer, [], {}, takes_frames=True)
 
 
 async def _serve(
     socket: WebSocket[Any, Any, Any],
     hub: Hub,
+    viewer: Viewer,
     agent_ids: list[str],
     versions: dict[str, int],
     *,
-    viewer: Viewer | None = None,
+    takes_frames: bool,
 ) -> None:
     async def send(text: str) -> None:
         await send_text(socket, text)
@@ -68,10 +69,12 @@ async def _serve(
     extensions: dict[str, Any] = socket.scope.get("extensions") or {}
     offered = extensions.get(WRITE_FRAME_EXTENSION)
     write_frame: WriteFrame | None = offered["write_frame"] if offered else None
-    state = LiveSocket(hub, send, close, write_frame)
+    state = LiveSocket(hub, send, close, write_frame, expires_at=viewer.expires_at)
     hub.sockets.add(state)
     sender = asyncio.create_task(_run_sender(hub, state))
-    receiver = asyncio.create_task(_run_receiver(socket, hub, state, agent_ids, versions, viewer))
+    receiver = asyncio.create_task(
+        _run_receiver(socket, hub, state, agent_ids, versions, viewer if takes_frames else None)
+    )
     try:
         # Whichever ends first ends the socket: the client left (receiver), or it was too slow and
         # has been closed (sender); a close that never reached a stalled client ends no receive.

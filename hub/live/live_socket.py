@@ -4,10 +4,11 @@ latest-wins outbox), and the sender that delivers it within a deadline (a send c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Final
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
 
-from hub.domain.frames import StatusFrame, ping_message, status_frame, text_frame
+from hub.domain.frames import CLOSE_UNAUTHENTICATED, StatusFrame, ping_message, status_frame, text_frame
 from hub.live.deadlines import SendClock
 from hub.live.outbox import Outbox
 from hub.live.subscriptions import Subscriptions
@@ -23,7 +24,7 @@ WRITE_FRAME_EXTENSION: Final = "status-hub.write_frame"
 
 WriteFrame = Callable[[bytes], bool]
 Send = Callable[[str], Awaitable[None]]
-Close = Callable[[int, str], Awaitable[None]]
+Close = Callable[[int, str], Coroutine[Any, Any, None]]
 
 
 class TooSlow(Exception):
@@ -38,6 +39,8 @@ class LiveSocket:
 
     __slots__ = (
         "_clock",
+        "_closing",
+        "_expires",
         "_hub",
         "_outbox",
         "_send",
@@ -49,7 +52,10 @@ class LiveSocket:
         "flush_scheduled",
     )
 
-    def __init__(self, hub: Hub, send: Send, close: Close, write_frame: WriteFrame | None = None) -> None:
+    def __init__(
+        self, hub: Hub, send: Send, close: Close, write_frame: WriteFrame | None = None, *, expires_at: float
+    ) -> None:
+        """``expires_at``: when the socket's token expires (seconds since the epoch)."""
         self._hub = hub
         self._send = send
         # Direct frame writes when the server offers them (hub.live.transport); None under other servers.
@@ -58,7 +64,11 @@ class LiveSocket:
         self.flush_scheduled = False
         self._outbox = Outbox()
         self._subscriptions = Subscriptions()
-        self._clock = SendClock(asyncio.get_running_loop().time(), hub.settings.ping_interval)
+        now = asyncio.get_running_loop().time()
+        self._clock = SendClock(now, hub.settings.ping_interval)
+        # The token's expiry on the loop's clock, which the sweeper reads.
+        self._expires = now + (expires_at - time.time())
+        self._closing: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
 
@@ -121,9 +131,14 @@ class LiveSocket:
         await self._subscriptions.leave_all()
 
     def check(self, now: float) -> None:
-        """Called by the sweeper: cancel a send past its deadline, or ping an idle socket."""
+        """Called by the sweeper: close a socket whose token expired, cancel a send past its
+        deadline, or ping an idle socket."""
         settings, clock = self._hub.settings, self._clock
-        if clock.send_overdue(now, settings.send_timeout):
+        if now >= self._expires:
+            if self._closing is None:
+                reason = "The token has expired; reconnect with a new one."
+                self._closing = asyncio.create_task(self.close_connection(CLOSE_UNAUTHENTICATED, reason))
+        elif clock.send_overdue(now, settings.send_timeout):
             if self._sender is not None:
                 self._sender.cancel()
         elif clock.ping_due(now, settings.ping_interval):

@@ -4,10 +4,10 @@ and the publish after commit."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from litestar.di import NamedDependency
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -39,7 +39,7 @@ PUBLISH_FLUSH_GRACE = 2.0
 class LiveConnection(Protocol):
     """What the hub needs of an open dashboard socket (hub.live.live_socket.LiveSocket)."""
 
-    close_connection: Callable[[int, str], Awaitable[None]]
+    close_connection: Callable[[int, str], Coroutine[Any, Any, None]]
 
     @property
     def pending_count(self) -> int: ...

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
+import jwt
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -111,6 +113,27 @@ async def test_a_client_frame_over_64_kib_is_refused_before_it_is_buffered(live:
         await wait_until(lambda: len(hub.sockets) == 1, what="the socket to be served")
         await ws.send("x" * (1024 * 1024))
         assert await close_code(ws) == 1009  # message too big, from the frame's header
+    await wait_until(lambda: not hub.sockets, what="the socket to be released")
+
+
+@pytest.mark.parametrize("path", ["/api/ws", "/instance/ws"], ids=["dashboard", "single-agent"])
+async def test_a_socket_is_closed_with_4401_when_its_token_expires(live: LiveHub, path: str) -> None:
+    base, hub, api = live
+    agent_id, _ = await api.new_job()
+    token = token_for("owner-1", ttl_seconds=2)
+    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+    if path == "/instance/ws":
+        path = f"/api/agents/{agent_id}/instance/ws"
+    async with open_socket(base, path, owner=None, headers={"Authorization": f"Bearer {token}"}) as ws:
+        if path == "/api/ws":
+            await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent_id]}))
+        await next_status(ws)
+        # Bounded by the token's remaining life plus the one second the contract allows (and a margin).
+        code = await close_code(ws, timeout=expires_at - time.time() + 1.5)
+        reason = ws.close_reason
+    assert code == 4401
+    assert reason is not None and "expired" in reason
+    assert time.time() >= expires_at  # not before its time
     await wait_until(lambda: not hub.sockets, what="the socket to be released")
 
 
