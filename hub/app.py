@@ -19,6 +19,7 @@ from hub.live import endpoints
 from hub.live.deadlines import sweep_sockets
 from hub.live.reconcile import reconcile_forever
 from hub.runtime import Hub, open_hub
+from hub.runtime.retention import prune_forever
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> Litestar:
             timers = [
                 asyncio.create_task(sweep_sockets(hub), name="socket-deadlines"),
                 asyncio.create_task(reconcile_forever(hub), name="reconcile"),
+                asyncio.create_task(prune_forever(hub.engine, settings.event_retention), name="prune-events"),
             ]
             try:
                 yield

@@ -19,6 +19,8 @@ _MIN_JWT_SECRET_LENGTH = 32
 _MAX_PING_INTERVAL = 30.0
 # One reconcile query per interval per replica: more often than once a second buys nothing.
 _MIN_RECONCILE_INTERVAL = 1.0
+# Settings where 0 means "never" rather than an invalid value.
+_ZERO_MEANS_NEVER = ("event_retention",)
 
 
 class SettingsError(ValueError):
@@ -38,6 +40,8 @@ class Settings:
     send_timeout: float = 5.0
     ping_interval: float = 20.0
     reconcile_interval: float = 10.0
+    # Seconds the event log keeps a callback (and so its delivery id); 0 keeps them forever.
+    event_retention: int = 30 * 24 * 3600
     log_level: str = "INFO"
     # Secrets generated for this run on the embedded default; printed once at start-up.
     generated_secrets: tuple[str, ...] = ()
@@ -59,7 +63,7 @@ class Settings:
             if name not in known:
                 valid = ", ".join(sorted(PREFIX + n.upper() for n in known))
                 raise SettingsError(f"Unknown variable {key}; the hub reads only: {valid}.")
-            values[name] = _convert(key, raw, known[name].type)
+            values[name] = _convert(key, raw, known[name].type, allow_zero=name in _ZERO_MEANS_NEVER)
         return cls.build(**values)
 
     @classmethod
@@ -107,14 +111,15 @@ class Settings:
         return dataclasses.replace(settings, **secrets_now, generated_secrets=tuple(generated))
 
 
-def _convert(key: str, raw: str, annotation: object) -> Any:
+def _convert(key: str, raw: str, annotation: object, *, allow_zero: bool = False) -> Any:
     kind = str(annotation)
     if "tuple" in kind:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if kind == "int":
         value = _number(key, raw, int)
-        if value <= 0:
-            raise SettingsError(f"{key} must be a positive integer; got {raw!r}.")
+        if value < 0 or (value == 0 and not allow_zero):
+            expected = "0 (never) or a positive integer" if allow_zero else "a positive integer"
+            raise SettingsError(f"{key} must be {expected}; got {raw!r}.")
         return value
     if kind == "float":
         number = _number(key, raw, float)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from persistence.models import AgentInstance, CallbackEvent, ProvisioningJob, utcnow
@@ -20,6 +20,7 @@ _jobs: Table = ProvisioningJob.__table__  # type: ignore[assignment]
 _instances: Table = AgentInstance.__table__  # type: ignore[assignment]
 _events: Table = CallbackEvent.__table__  # type: ignore[assignment]
 _newer = _instances.alias("newer")
+_heartbeaten = _instances.alias("heartbeaten")
 
 
 @dataclass(slots=True)
@@ -36,6 +37,9 @@ class InstanceState:
     last_heartbeat_at: datetime | None
     version: int
     updated_at: datetime
+    # The last heartbeat's delivery id and the version it answered (heartbeats are not logged).
+    last_heartbeat_delivery_id: str | None = None
+    last_heartbeat_version: int | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +52,8 @@ class JobState:
     earlier: tuple[bool, int] | None = None
     # The job of that earlier callback: a delivery id reused for another job is refused.
     earlier_job: str | None = None
+    # The job whose instance's last heartbeat carried this delivery id, if any.
+    heartbeat_job: str | None = None
     # False when a newer provisioning of the agent superseded this job's instance.
     current: bool = True
     _original: tuple[str, str | None] = field(default=("", None), repr=False)
@@ -70,6 +76,10 @@ def _lock_statement(with_delivery: bool) -> Any:
         _instances.c.last_heartbeat_at,
         _instances.c.version,
         _instances.c.updated_at,
+        # Columns of the locked row itself, so a callback that waited for the lock sees what the
+        # one before it wrote (subqueries below keep the statement's older snapshot).
+        _instances.c.last_heartbeat_delivery_id,
+        _instances.c.last_heartbeat_version,
         # The agent's newest version over all its instances: a callback for a job whose instance
         # was superseded by a newer provisioning must not change anything (versions are per agent).
         select(func.max(_newer.c.version))
@@ -83,6 +93,11 @@ def _lock_statement(with_delivery: bool) -> Any:
             select(_events.c.applied).where(earlier).scalar_subquery().label("earlier_applied"),
             select(_events.c.version).where(earlier).scalar_subquery().label("earlier_version"),
             select(_events.c.job_id).where(earlier).scalar_subquery().label("earlier_job"),
+            select(_heartbeaten.c.job_id)
+            .where(_heartbeaten.c.last_heartbeat_delivery_id == bindparam("delivery_id"))
+            .limit(1)
+            .scalar_subquery()
+            .label("heartbeat_job"),
         ]
     return (
         select(*columns)
@@ -109,6 +124,8 @@ _UPDATE_INSTANCE: Final = (
             _instances.c.last_heartbeat_at: bindparam("new_heartbeat", type_=_instances.c.last_heartbeat_at.type),
             _instances.c.version: bindparam("new_version"),
             _instances.c.updated_at: bindparam("new_updated_at", type_=_instances.c.updated_at.type),
+            _instances.c.last_heartbeat_delivery_id: bindparam("new_heartbeat_delivery"),
+            _instances.c.last_heartbeat_version: bindparam("new_heartbeat_version"),
         }
     )
 )
@@ -173,6 +190,8 @@ async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_i
         last_heartbeat_at=row.last_heartbeat_at,
         version=row.version,
         updated_at=row.updated_at,
+        last_heartbeat_delivery_id=row.last_heartbeat_delivery_id,
+        last_heartbeat_version=row.last_heartbeat_version,
     )
     found = delivery_id is not None and row.earlier_applied is not None
     return JobState(
@@ -182,6 +201,7 @@ async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_i
         instance=instance,
         earlier=(bool(row.earlier_applied), int(row.earlier_version)) if found else None,
         earlier_job=row.earlier_job if found else None,
+        heartbeat_job=row.heartbeat_job if delivery_id is not None else None,
         # <=, not ==: when this statement waited for the row lock, the locked row is re-read at its
         # newest version while the subquery keeps the statement's older snapshot.
         current=row.agent_version is None or row.agent_version <= instance.version,
@@ -200,8 +220,11 @@ async def save_callback(
     step: str | None,
     payload: dict[str, Any],
 ) -> None:
-    """Write what the callback changed and append it to the event log (applied or not)."""
+    """Write what the callback changed and, unless it is a heartbeat, append it to the event log
+    (applied or not: a redelivery gets the same answer). A heartbeat changes a column of the instance
+    (which also remembers its delivery id), so the log holds state changes, not liveness."""
     instance = job.instance
+    heartbeat = kind == "heartbeat"
     event = {
         "ev_delivery_id": delivery_id,
         "ev_job_id": job.id,
@@ -215,7 +238,8 @@ async def save_callback(
         "ev_received_at": utcnow(),
     }
     if not applied:
-        await connection.execute(_INSERT_EVENT, event)
+        if not heartbeat:
+            await connection.execute(_INSERT_EVENT, event)
         return
     changes = {
         "target_instance": instance.id,
@@ -226,7 +250,12 @@ async def save_callback(
         "new_heartbeat": instance.last_heartbeat_at,
         "new_version": instance.version,
         "new_updated_at": instance.updated_at,
+        "new_heartbeat_delivery": instance.last_heartbeat_delivery_id,
+        "new_heartbeat_version": instance.last_heartbeat_version,
     }
+    if heartbeat:
+        await connection.execute(_UPDATE_INSTANCE, changes)
+        return
     job_changes = {"target_job": job.id, "job_status": job.status, "job_error": job.error}
     if connection.dialect.name == "postgresql":
         # Each round trip costs more CPU than the SQL it carries: one statement for all writes.
@@ -237,3 +266,24 @@ async def save_callback(
     if job.job_changed:
         await connection.execute(_UPDATE_JOB, {**job_changes, "new_updated_at": instance.updated_at})
     await connection.execute(_INSERT_EVENT, event)
+
+
+_PRUNE_BATCH: Final = (
+    delete(_events)
+    .where(
+        _events.c.id.in_(
+            select(_events.c.id)
+            .where(_events.c.received_at < bindparam("cutoff", type_=_events.c.received_at.type))
+            .order_by(_events.c.received_at)
+            .limit(bindparam("batch"))
+            .scalar_subquery()
+        )
+    )
+)
+
+
+async def prune_events(connection: AsyncConnection, cutoff: datetime, batch: int) -> int:
+    """Delete up to ``batch`` events received before ``cutoff`` (oldest first, through the
+    received_at index); the number deleted. The caller commits, batch by batch."""
+    result = await connection.execute(_PRUNE_BATCH, {"cutoff": cutoff, "batch": batch})
+    return result.rowcount

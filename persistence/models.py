@@ -103,12 +103,17 @@ class AgentInstance(Timestamped, Base):
     # "metadata" is reserved on declarative classes; the column keeps the design's name.
     instance_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)
     last_heartbeat_at: Mapped[datetime | None]
+    # Heartbeats are not logged as events (they would be most of the log); the instance remembers the
+    # last one's delivery id and the version it answered, so a redelivery of it is still recognised.
+    last_heartbeat_delivery_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    last_heartbeat_version: Mapped[int | None] = mapped_column(BigInteger)
     # Monotonic per agent (a new instance continues from the previous one), +1 with every visible change.
     version: Mapped[int] = mapped_column(BigInteger, default=1)
 
 
 class CallbackEvent(Base):
-    """Append-only log of accepted callbacks: audit, idempotency and step timestamps."""
+    """Append-only log of callbacks other than heartbeats (audit, idempotency, step timestamps),
+    pruned after the retention window."""
 
     __tablename__ = "callback_events"
 
@@ -127,4 +132,4 @@ class CallbackEvent(Base):
     applied: Mapped[bool] = mapped_column(Boolean)
     version: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -103,15 +103,11 @@ async def apply(
     job = await lock_for_callback(connection, body.job_id, delivery_id)
     if job is None:
         raise CallbackError(404, f"No provisioning job with job_id {body.job_id!r}.", "job_id")
-    if job.earlier is not None:
-        if job.earlier_job != job.id:
-            raise CallbackError(
-                409, f"This delivery id was already used for job {job.earlier_job!r}; use a new one per callback."
-            )
-        applied, version = job.earlier
-        current = job.instance if job.current else None
-        return Outcome(WebhookReply(received=True, applied=applied, version=version), current)
     instance = job.instance
+    if delivery_id is not None:
+        earlier = _earlier_answer(job, delivery_id)
+        if earlier is not None:
+            return Outcome(earlier, instance if job.current else None)
 
     if not job.current:
         applied = False  # the agent was provisioned again: this job's instance is history
@@ -127,6 +123,9 @@ async def apply(
     if applied:
         instance.version += 1
         instance.updated_at = utcnow()
+        if body.type == "heartbeat" and delivery_id is not None:
+            instance.last_heartbeat_delivery_id = delivery_id
+            instance.last_heartbeat_version = instance.version
     await save_callback(
         connection,
         job,
@@ -140,6 +139,26 @@ async def apply(
     return Outcome(
         WebhookReply(received=True, applied=applied, version=instance.version), instance if applied else None
     )
+
+
+def _earlier_answer(job: JobState, delivery_id: str) -> WebhookReply | None:
+    """The first answer to an earlier delivery with this id (a logged callback, or this instance's
+    last heartbeat); None when the id is new. An id used for another job is refused (409)."""
+    if job.earlier is not None:
+        if job.earlier_job != job.id:
+            raise _used_for(job.earlier_job)
+        applied, version = job.earlier
+        return WebhookReply(received=True, applied=applied, version=version)
+    instance = job.instance
+    if instance.last_heartbeat_delivery_id == delivery_id and instance.last_heartbeat_version is not None:
+        return WebhookReply(received=True, applied=True, version=instance.last_heartbeat_version)
+    if job.heartbeat_job is not None and job.heartbeat_job != job.id:
+        raise _used_for(job.heartbeat_job)
+    return None
+
+
+def _used_for(other_job: str | None) -> CallbackError:
+    return CallbackError(409, f"This delivery id was already used for job {other_job!r}; use a new one per callback.")
 
 
 def _heartbeat(instance: InstanceState) -> bool:

@@ -21,6 +21,11 @@ def test_nothing_configured_is_the_embedded_default_with_generated_secrets() -> 
     assert Settings.from_env({}).webhook_secret != settings.webhook_secret
 
 
+def test_zero_retention_keeps_events_forever() -> None:
+    assert Settings.from_env({"HUB_EVENT_RETENTION": "0"}).event_retention == 0
+    assert Settings.from_env({}).event_retention == 30 * 24 * 3600
+
+
 def test_secrets_are_not_in_repr() -> None:
     settings = Settings.from_env({"HUB_DATABASE_URL": PG, **SECRETS})
     assert "w" * 20 not in repr(settings)
@@ -58,6 +63,7 @@ def test_values_are_converted() -> None:
         ({"HUB_PING_INTERVAL": "nan"}, "HUB_PING_INTERVAL"),
         ({"HUB_SEND_TIMEOUT": "inf"}, "HUB_SEND_TIMEOUT"),
         ({"HUB_RECONCILE_INTERVAL": "0.5"}, "HUB_RECONCILE_INTERVAL"),
+        ({"HUB_EVENT_RETENTION": "-1"}, "HUB_EVENT_RETENTION"),
         ({"HUB_ALLOWED_ORIGINS": "dash.example.com"}, "HUB_ALLOWED_ORIGINS"),
         ({"HUB_LOG_LEVEL": "LOUD"}, "HUB_LOG_LEVEL"),
         ({"HUB_PING_INTERVAL": "90"}, "HUB_PING_INTERVAL"),
@@ -76,6 +82,7 @@ def test_values_are_converted() -> None:
         "nan-ping",
         "infinite-timeout",
         "reconcile-too-often",
+        "negative-retention",
         "origin-without-scheme",
         "log-level",
         "ping-too-rare",

@@ -1,0 +1,73 @@
+"""The event log's retention: events older than ``HUB_EVENT_RETENTION`` seconds are deleted in bounded
+batches, by one replica at a time, at an interval that follows the retention."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Final
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.runtime.pool import CONNECTION_ERRORS
+from persistence.callback_store import prune_events
+from persistence.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# Rows per delete: each batch is its own short transaction, so pruning never holds locks for long.
+BATCH: Final = 1_000
+# Any constant shared by all replicas, other than the migration's; "hubprune" as a 63-bit integer.
+_PRUNE_LOCK_KEY: Final = 0x6875627072756E65
+
+
+def prune_interval(retention: int) -> float:
+    """A tenth of the retention, between a second (tests) and an hour (production's 30 days)."""
+    return min(3600.0, max(1.0, retention / 10))
+
+
+async def prune_forever(engine: AsyncEngine, retention: int) -> None:
+    """Prune on a timer; never dies but by cancellation. ``retention`` 0 keeps everything."""
+    if retention <= 0:
+        return
+    interval = prune_interval(retention)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await prune_once(engine, retention)
+        except CONNECTION_ERRORS as exc:
+            log.warning("Skipped pruning the event log: the database is unavailable (%s).", exc)
+        except Exception:
+            log.exception("Pruning the event log failed; next try in %g s.", interval)
+
+
+async def prune_once(engine: AsyncEngine, retention: int) -> int | None:
+    """Delete every event older than ``retention`` seconds; the count, or None when another replica
+    holds the prune lock (it is doing the same work)."""
+    cutoff = utcnow() - timedelta(seconds=retention)
+    postgres = engine.dialect.name == "postgresql"
+    async with engine.connect() as connection:
+        if postgres:
+            # A session lock (not a transaction's): it spans the batches' own transactions.
+            locked = await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": _PRUNE_LOCK_KEY})
+            await connection.commit()
+            if not locked:
+                return None
+        try:
+            deleted = 0
+            while True:
+                count = await prune_events(connection, cutoff, BATCH)
+                await connection.commit()
+                deleted += count
+                if count < BATCH:
+                    break
+        finally:
+            await connection.rollback()  # a batch that failed leaves its transaction aborted
+            if postgres:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PRUNE_LOCK_KEY})
+                await connection.commit()
+    if deleted:
+        log.info("Pruned %d events older than %d s from the event log.", deleted, retention)
+    return deleted
