@@ -13,7 +13,7 @@ from hub.domain.wire import VersionOnly
 
 # Close codes a client can read (sockets are accepted first, so browsers see them too).
 CLOSE_SERVICE_RESTART: Final = 1012  # the server is stopping: reconnect elsewhere
-CLOSE_INTERNAL_ERROR: Final = 1011  # the database was unavailable at connect, or a bug: reconnect later
+CLOSE_INTERNAL_ERROR: Final = 1011  # a bug on this socket: reconnect with backoff
 CLOSE_UNAUTHENTICATED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403  # another owner's agent, or an Origin that is not allowed
 CLOSE_NOT_FOUND: Final = 4404

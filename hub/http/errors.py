@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.exceptions.responses import create_exception_response
 
-from hub.runtime.pool import is_connection_error
+from hub.runtime.pool import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     so this is where a bug becomes visible to an operator: logged with its traceback, then 500."""
     if isinstance(exc, HTTPException):
         return create_exception_response(request, exc)  # the handler's own answer, as usual
-    if is_connection_error(exc):
+    if is_unavailable(exc):
         return database_unavailable(request, exc)
     log.exception("Unhandled error while serving %s %s.", request.method, request.url.path)
     return create_exception_response(request, HTTPException(status_code=500, detail="Internal server error."))

@@ -23,7 +23,7 @@ from hub.domain.tokens import Viewer
 from hub.live.connection import send_text
 from hub.live.live_socket import MAX_SUBSCRIPTIONS, LiveSocket
 from hub.runtime import Hub
-from hub.runtime.pool import CONNECTION_ERRORS
+from hub.runtime.pool import is_unavailable
 from persistence import queries
 
 MAX_CLIENT_FRAME: Final = 64 * 1024
@@ -75,14 +75,18 @@ async def handle_client_frame(
         return
     try:
         allowed, refusals = await authorize(hub, viewer, wanted)
-    except CONNECTION_ERRORS:
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
         allowed, refusals = [], [(agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE) for agent_id in wanted]
     for agent_id, code, reason in refusals:
         await send_error(socket, agent_id, code, reason)
     for agent_id in allowed:
         try:
             await state.subscribe(agent_id, versions.get(agent_id, 0))
-        except CONNECTION_ERRORS:
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
             # One agent's snapshot failing must not take the whole dashboard's socket down.
             await send_error(socket, agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE)
 

@@ -10,16 +10,19 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 
-from hub.domain.frames import CLOSE_INTERNAL_ERROR, CLOSE_TOO_SLOW
+from hub.domain.frames import CLOSE_INTERNAL_ERROR, CLOSE_TOO_SLOW, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE
 from hub.domain.tokens import Viewer
-from hub.live.client_frames import authorize, handle_client_frame
+from hub.live.client_frames import authorize, handle_client_frame, send_error
 from hub.live.connection import close_socket, open_socket, send_text
 from hub.live.live_socket import CLOSE_GRACE, WRITE_FRAME_EXTENSION, LiveSocket, TooSlow, WriteFrame
 from hub.runtime import Hub, HubDep
-from hub.runtime.pool import CONNECTION_ERRORS
+from hub.runtime.pool import is_unavailable
 
 log = logging.getLogger(__name__)
 
+# Seconds between a single-agent socket's tries while the database is unavailable: doubling, capped.
+RETRY_FIRST = 1.0
+RETRY_MAX = 10.0
 # What a socket's tasks meet when the client goes away mid-send or mid-receive.
 _GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
@@ -29,17 +32,8 @@ async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: 
     viewer = await open_socket(socket, hub.settings)
     if viewer is None:
         return
-    try:
-        allowed, refusals = await authorize(hub, viewer, [agent_id])
-    except CONNECTION_ERRORS:
-        await _close_unavailable(socket)
-        return
-    if not allowed:
-        _, code, message = refusals[0]
-        await close_socket(socket, code, message)
-        return
     known = _int_or_zero(socket.query_params.get("version"))
-    await _serve(socket, hub, viewer, allowed, {allowed[0]: known}, takes_frames=False)
+    await _serve(socket, hub, viewer, first=(agent_id, known))
 
 
 @websocket("/api/ws")
@@ -48,18 +42,13 @@ async def dashboard_socket(socket: WebSocket[Any, Any, Any], hub: HubDep) -> Non
     if viewer is None:
         return
     # Only the dashboard socket takes client frames (subscribe/unsubscribe).
-    await _serve(socket, hub, viewer, [], {}, takes_frames=True)
+    await _serve(socket, hub, viewer, first=None)
 
 
-async def _serve(
-    socket: WebSocket[Any, Any, Any],
-    hub: Hub,
-    viewer: Viewer,
-    agent_ids: list[str],
-    versions: dict[str, int],
-    *,
-    takes_frames: bool,
-) -> None:
+async def _serve(socket: WebSocket[Any, Any, Any], hub: Hub, viewer: Viewer, *, first: tuple[str, int] | None) -> None:
+    """Serve a socket until the client leaves. ``first``: the single-agent socket's agent and the
+    version its client has; None for the dashboard socket, which subscribes by client frames."""
+
     async def send(text: str) -> None:
         await send_text(socket, text)
 
@@ -72,9 +61,7 @@ async def _serve(
     state = LiveSocket(hub, send, close, write_frame, expires_at=viewer.expires_at)
     hub.sockets.add(state)
     sender = asyncio.create_task(_run_sender(hub, state))
-    receiver = asyncio.create_task(
-        _run_receiver(socket, hub, state, agent_ids, versions, viewer if takes_frames else None)
-    )
+    receiver = asyncio.create_task(_run_receiver(socket, hub, state, viewer, first))
     try:
         # Whichever ends first ends the socket: the client left (receiver), or it was too slow and
         # has been closed (sender); a close that never reached a stalled client ends no receive.
@@ -92,28 +79,44 @@ async def _serve(
 
 
 async def _run_receiver(
-    socket: WebSocket[Any, Any, Any],
-    hub: Hub,
-    state: LiveSocket,
-    agent_ids: list[str],
-    versions: dict[str, int],
-    viewer: Viewer | None,
+    socket: WebSocket[Any, Any, Any], hub: Hub, state: LiveSocket, viewer: Viewer, first: tuple[str, int] | None
 ) -> None:
     try:
-        for agent_id in agent_ids:
-            try:
-                await state.subscribe(agent_id, versions.get(agent_id, 0))
-            except CONNECTION_ERRORS:
-                await _close_unavailable(socket)
-                return
+        if first is not None and not await _watch_first(socket, hub, state, viewer, *first):
+            return
         while True:
             message = await socket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            if viewer is not None:
+            if first is None:
                 await handle_client_frame(socket, hub, state, viewer, message)
     except _GONE as exc:
         log.debug("A dashboard socket's client went away while receiving: %r", exc)
+
+
+async def _watch_first(
+    socket: WebSocket[Any, Any, Any], hub: Hub, state: LiveSocket, viewer: Viewer, agent_id: str, known: int
+) -> bool:
+    """Authorize and subscribe the single-agent socket's agent; False when refused (and closed). While
+    the database is unavailable the client gets the 4503 error frame, the socket stays open, and the
+    hub tries again with backoff for as long as the client stays."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            allowed, refusals = await authorize(hub, viewer, [agent_id])
+            if not allowed:
+                _, code, message = refusals[0]
+                await close_socket(socket, code, message)
+                return False
+            await state.subscribe(allowed[0], known)
+            return True
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.info("The database is unavailable for a new socket of agent %s; retrying in %g s.", agent_id, delay)
+        await send_error(socket, agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX)
 
 
 async def _run_sender(hub: Hub, state: LiveSocket) -> None:
@@ -126,10 +129,6 @@ async def _run_sender(hub: Hub, state: LiveSocket) -> None:
     except _GONE as exc:
         # The receive loop sees the disconnect and cleans up.
         log.debug("A dashboard socket's client went away mid-send: %r", exc)
-
-
-async def _close_unavailable(socket: WebSocket[Any, Any, Any]) -> None:
-    await close_socket(socket, CLOSE_INTERNAL_ERROR, "The database is unavailable; reconnect later.")
 
 
 def _int_or_zero(raw: str | None) -> int:

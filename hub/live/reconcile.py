@@ -13,7 +13,7 @@ from hub.domain.agent_ids import parse_agent_id
 from hub.domain.frames import status_frame
 from hub.domain.wire import encode_status
 from hub.runtime import Hub
-from hub.runtime.pool import CONNECTION_ERRORS
+from hub.runtime.pool import is_unavailable
 from hub.runtime.resources import LiveConnection
 from persistence import queries
 
@@ -27,10 +27,11 @@ async def reconcile_forever(hub: Hub) -> None:
         await asyncio.sleep(interval)
         try:
             await reconcile_once(hub)
-        except CONNECTION_ERRORS as exc:
-            log.warning("Skipped a reconcile: the database is unavailable (%s); next in %g s.", exc, interval)
-        except Exception:
-            log.exception("A reconcile failed; next in %g s.", interval)
+        except Exception as exc:
+            if is_unavailable(exc):
+                log.warning("Skipped a reconcile: the database is unavailable (%s); next in %g s.", exc, interval)
+            else:
+                log.exception("A reconcile failed; next in %g s.", interval)
 
 
 async def reconcile_once(hub: Hub) -> int:

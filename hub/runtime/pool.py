@@ -12,15 +12,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
-# What "the database is unreachable now" looks like (asyncpg connect failures surface as OSError):
-# such a request answers 503 with Retry-After, such a socket is told to come back, never a 500.
-CONNECTION_ERRORS: Final = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+# Errors that mean "the database cannot be reached now" (asyncpg connect failures surface as OSError,
+# a connection lost mid-query as InterfaceError, an exhausted pool as TimeoutError).
+_CONNECTION_ERRORS: Final = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+# How Postgres itself says "not now": the connection exception class (08), too many connections
+# (53300), and operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot
+# connect now, as while it starts up or shuts down). asyncpg's errors for these reach SQLAlchemy as a
+# plain DBAPIError, which only their SQLSTATE tells apart from a bug.
+_NOT_NOW_CLASSES: Final = ("08", "57P")
+_NOT_NOW_STATES: Final = frozenset({"53300"})
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, CONNECTION_ERRORS):
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database is unavailable for now: a request answers 503 with
+    Retry-After and a socket gets the 4503 error frame (and stays open), never a 500 or 1011."""
+    if isinstance(exc, _CONNECTION_ERRORS):
         return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and (sqlstate.startswith(_NOT_NOW_CLASSES) or sqlstate in _NOT_NOW_STATES)
 
 
 async def warm_pool(engine: AsyncEngine, size: int) -> None:

@@ -11,7 +11,7 @@ from typing import Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.runtime.pool import CONNECTION_ERRORS
+from hub.runtime.pool import is_unavailable
 from persistence.callback_store import prune_events
 from persistence.models import utcnow
 
@@ -37,10 +37,11 @@ async def prune_forever(engine: AsyncEngine, retention: int) -> None:
         await asyncio.sleep(interval)
         try:
             await prune_once(engine, retention)
-        except CONNECTION_ERRORS as exc:
-            log.warning("Skipped pruning the event log: the database is unavailable (%s).", exc)
-        except Exception:
-            log.exception("Pruning the event log failed; next try in %g s.", interval)
+        except Exception as exc:
+            if is_unavailable(exc):
+                log.warning("Skipped pruning the event log: the database is unavailable (%s).", exc)
+            else:
+                log.exception("Pruning the event log failed; next try in %g s.", interval)
 
 
 async def prune_once(engine: AsyncEngine, retention: int) -> int | None:
