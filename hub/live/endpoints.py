@@ -76,6 +76,7 @@ async def _serve(socket: WebSocket[Any, Any, Any], hub: Hub, viewer: Viewer, *, 
             task.cancel()
         await asyncio.wait({sender, receiver})
         await state.unsubscribe_all()
+        hub.collector.socket_closed()
 
 
 async def _run_receiver(

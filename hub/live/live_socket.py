@@ -171,13 +171,23 @@ class LiveSocket:
                 await self._send(text)
                 clock.end_send()
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            # Only the sweeper's own cancellation becomes TooSlow; any other (the client left, the
-            # server stops) propagates, even if it came on top of the sweeper's.
-            if not clock.expired or task is None or task.cancelling() > 1:
+            if not self._sweeper_cancelled():
                 raise
-            task.uncancel()
             raise TooSlow(f"The client did not take a frame within {self._hub.settings.send_timeout} s.") from None
+        finally:
+            # The task keeps its exception, whose traceback holds this frame and so this socket: a
+            # reference cycle that only a full collection would free.
+            self._sender = None
+
+    def _sweeper_cancelled(self) -> bool:
+        """True (and the cancellation withdrawn) when only the sweeper cancelled the sender: any other
+        cancellation (the client left, the server stops) propagates, even on top of the sweeper's.
+        A method of its own so that no frame in the raised exception's traceback holds the task."""
+        task = asyncio.current_task()
+        if not self._clock.expired or task is None or task.cancelling() > 1:
+            return False
+        task.uncancel()
+        return True
 
     def ping_frame(self) -> str:
         return ping_message(self._outbox.versions(self._subscriptions.agent_ids))

@@ -28,8 +28,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     """
 
     async def run_asgi(self) -> None:
-        self.scope["extensions"][WRITE_FRAME_EXTENSION] = {"write_frame": self.write_frame}
-        await super().run_asgi()
+        extensions = self.scope["extensions"]
+        extensions[WRITE_FRAME_EXTENSION] = {"write_frame": self.write_frame}
+        try:
+            await super().run_asgi()
+        finally:
+            # The bound method in our own scope is a reference cycle; dropping it lets reference
+            # counting free the connection instead of a full collection (which the hub makes rare).
+            extensions.pop(WRITE_FRAME_EXTENSION, None)
         if not self.disconnected:  # a timer for a closed connection would only keep it in memory
             self.loop.call_later(ABANDON_AFTER, self._abandon)
 

@@ -19,6 +19,7 @@ from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, cha
 from hub.domain.agent_ids import parse_agent_id
 from hub.domain.frames import StatusFrame, status_frame
 from hub.domain.wire import encode_status
+from hub.runtime.collector import ChurnCollector
 from hub.runtime.metrics import Metrics
 from hub.runtime.pool import warm_pool
 from hub.runtime.publisher import Publisher
@@ -63,6 +64,7 @@ class Hub:
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
     waker: Waker = field(default_factory=Waker)
+    collector: ChurnCollector = field(default_factory=ChurnCollector)
 
     def channel(self, agent_id: str) -> str:
         return channel_name(self.settings.channel_prefix, agent_id)

@@ -97,3 +97,29 @@ class RawSocket:
             length = struct.unpack("!Q", extended)[0] if extended else 0
         payload = self._read_exact(length)
         return (None, b"") if payload is None else (opcode, payload)
+
+
+async def open_until_ping(port: int, path: str, token: str) -> asyncio.StreamWriter:
+    """A cheap client for churn tests: handshake, then read until the server's first ping frame (by
+    then the hub holds the socket's whole state). Returns the writer; closing it drops the socket."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(f"Expected 101 Switching Protocols, got {head.splitlines()[0]!r}.")
+    while True:
+        first, second = await reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", await reader.readexactly(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", await reader.readexactly(8))[0]
+        payload = await reader.readexactly(length)
+        if first & 0x0F == 0x8:
+            raise ConnectionError(f"The server closed the socket: {payload!r}.")
+        if b'"ping"' in payload:
+            return writer
