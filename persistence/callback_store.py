@@ -268,16 +268,13 @@ async def save_callback(
     await connection.execute(_INSERT_EVENT, event)
 
 
-_PRUNE_BATCH: Final = (
-    delete(_events)
-    .where(
-        _events.c.id.in_(
-            select(_events.c.id)
-            .where(_events.c.received_at < bindparam("cutoff", type_=_events.c.received_at.type))
-            .order_by(_events.c.received_at)
-            .limit(bindparam("batch"))
-            .scalar_subquery()
-        )
+_PRUNE_BATCH: Final = delete(_events).where(
+    _events.c.id.in_(
+        select(_events.c.id)
+        .where(_events.c.received_at < bindparam("cutoff", type_=_events.c.received_at.type))
+        .order_by(_events.c.received_at)
+        .limit(bindparam("batch"))
+        .scalar_subquery()
     )
 )
 

@@ -12,6 +12,7 @@ import msgspec
 from hub.domain.wire import VersionOnly
 
 # Close codes a client can read (sockets are accepted first, so browsers see them too).
+CLOSE_POLICY: Final = 1008  # too many client frames: the client misbehaves
 CLOSE_SERVICE_RESTART: Final = 1012  # the server is stopping: reconnect elsewhere
 CLOSE_INTERNAL_ERROR: Final = 1011  # a bug on this socket: reconnect with backoff
 CLOSE_UNAUTHENTICATED: Final = 4401
@@ -55,8 +56,12 @@ def ping_message(versions: dict[str, int]) -> str:
     return _encoder.encode({"type": "ping", "versions": versions}).decode()
 
 
-def error_message(agent_id: str | None, code: int, message: str) -> str:
-    return _encoder.encode({"type": "error", "agentId": agent_id, "code": code, "message": message}).decode()
+def error_message(agent_ids: list[str], code: int, message: str) -> str:
+    """An error about the agents ``agent_ids`` (none: about the client frame itself). ``agentId`` is
+    the one agent when there is exactly one, for clients that read only that."""
+    agent_id = agent_ids[0] if len(agent_ids) == 1 else None
+    frame = {"type": "error", "agentId": agent_id, "agentIds": agent_ids, "code": code, "message": message}
+    return _encoder.encode(frame).decode()
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -30,6 +30,36 @@ MAX_CLIENT_FRAME: Final = 64 * 1024
 
 # (agent id, error code, message) of an agent a socket may not watch.
 Refusal = tuple[str, int, str]
+# The message of an error frame that lists several agents, by its code.
+_SEVERAL: Final = {
+    CLOSE_FORBIDDEN: "These agents belong to another owner.",
+    CLOSE_NOT_FOUND: "No agents with these ids.",
+    ERROR_UNAVAILABLE: UNAVAILABLE_MESSAGE,
+}
+
+# Client frames a socket may send: a burst of BURST, then RATE per second sustained. A socket past it
+# is closed (1008): each frame can cost a query, and a misbehaving client must not cost the others.
+FRAME_BURST: Final = 40
+FRAME_RATE: Final = 20.0
+
+
+class FrameBudget:
+    """A token bucket of client frames for one socket (its receive loop holds it)."""
+
+    __slots__ = ("_last", "_tokens")
+
+    def __init__(self, now: float) -> None:
+        self._tokens = float(FRAME_BURST)
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        """Spend one frame; False when the socket is over its budget."""
+        self._tokens = min(float(FRAME_BURST), self._tokens + (now - self._last) * FRAME_RATE)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class ClientFrame(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -48,12 +78,12 @@ async def handle_client_frame(
     if raw is None:
         raw = message.get("bytes") or b""
     if len(raw) > MAX_CLIENT_FRAME:
-        await send_error(socket, None, ERROR_FRAME_TOO_LARGE, f"Client frames are limited to {MAX_CLIENT_FRAME} bytes.")
+        await send_error(socket, [], ERROR_FRAME_TOO_LARGE, f"Client frames are limited to {MAX_CLIENT_FRAME} bytes.")
         return
     try:
         frame = _client_frame.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        await send_error(socket, None, ERROR_BAD_FRAME, f"Invalid client frame: {exc}.")
+        await send_error(socket, [], ERROR_BAD_FRAME, f"Invalid client frame: {exc}.")
         return
     # Ids in their canonical form, so an id written in capitals can be unsubscribed and its version
     # found; an id that is no UUID stays as it came and is refused as unknown.
@@ -64,23 +94,28 @@ async def handle_client_frame(
         return
     if frame.type != "subscribe":
         await send_error(
-            socket, None, ERROR_BAD_FRAME, f"Field type must be subscribe or unsubscribe; got {frame.type!r}."
+            socket, [], ERROR_BAD_FRAME, f"Field type must be subscribe or unsubscribe; got {frame.type!r}."
         )
         return
     versions = {canonical_agent_id(agent_id): version for agent_id, version in frame.versions.items()}
-    watched = state.agent_ids
-    added = [agent_id for agent_id in wanted if agent_id not in watched]
-    if len(watched) + len(added) > MAX_SUBSCRIPTIONS:
-        await send_error(socket, None, ERROR_TOO_MANY_AGENTS, f"A socket may watch at most {MAX_SUBSCRIPTIONS} agents.")
+    added = [agent_id for agent_id in wanted if not state.watches(agent_id)]
+    if state.watch_count + len(added) > MAX_SUBSCRIPTIONS:
+        await send_error(socket, [], ERROR_TOO_MANY_AGENTS, f"A socket may watch at most {MAX_SUBSCRIPTIONS} agents.")
+        return
+    for agent_id in wanted:
+        if state.watches(agent_id):
+            # Already authorized and subscribed: no query and no read, only what the client has.
+            state.know(agent_id, versions.get(agent_id, 0))
+    if not added:
         return
     try:
-        allowed, refusals = await authorize(hub, viewer, wanted)
+        allowed, refusals = await authorize(hub, viewer, added)
     except Exception as exc:
         if not is_unavailable(exc):
             raise
-        allowed, refusals = [], [(agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE) for agent_id in wanted]
-    for agent_id, code, reason in refusals:
-        await send_error(socket, agent_id, code, reason)
+        allowed, refusals = [], [(agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE) for agent_id in added]
+    await _send_refusals(socket, refusals)
+    unavailable: list[Refusal] = []
     for agent_id in allowed:
         try:
             await state.subscribe(agent_id, versions.get(agent_id, 0))
@@ -88,7 +123,19 @@ async def handle_client_frame(
             if not is_unavailable(exc):
                 raise
             # One agent's snapshot failing must not take the whole dashboard's socket down.
-            await send_error(socket, agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+            unavailable.append((agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE))
+    await _send_refusals(socket, unavailable)
+
+
+async def _send_refusals(socket: WebSocket[Any, Any, Any], refusals: list[Refusal]) -> None:
+    """One error frame per code, listing its agents: a frame of 1,000 refused ids draws at most
+    three error frames, not 1,000."""
+    by_code: dict[int, list[Refusal]] = {}
+    for refusal in refusals:
+        by_code.setdefault(refusal[1], []).append(refusal)
+    for code, group in by_code.items():
+        message = group[0][2] if len(group) == 1 else _SEVERAL[code]
+        await send_error(socket, [agent_id for agent_id, _, _ in group], code, message)
 
 
 async def authorize(hub: Hub, viewer: Viewer, agent_ids: list[str]) -> tuple[list[str], list[Refusal]]:
@@ -115,5 +162,5 @@ async def authorize(hub: Hub, viewer: Viewer, agent_ids: list[str]) -> tuple[lis
     return allowed, refusals
 
 
-async def send_error(socket: WebSocket[Any, Any, Any], agent_id: str | None, code: int, message: str) -> None:
-    await send_text(socket, error_message(agent_id, code, message))
+async def send_error(socket: WebSocket[Any, Any, Any], agent_ids: list[str], code: int, message: str) -> None:
+    await send_text(socket, error_message(agent_ids, code, message))

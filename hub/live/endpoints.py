@@ -10,9 +10,15 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 
-from hub.domain.frames import CLOSE_INTERNAL_ERROR, CLOSE_TOO_SLOW, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE
+from hub.domain.frames import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_POLICY,
+    CLOSE_TOO_SLOW,
+    ERROR_UNAVAILABLE,
+    UNAVAILABLE_MESSAGE,
+)
 from hub.domain.tokens import Viewer
-from hub.live.client_frames import authorize, handle_client_frame, send_error
+from hub.live.client_frames import FRAME_RATE, FrameBudget, authorize, handle_client_frame, send_error
 from hub.live.connection import close_socket, open_socket, send_text
 from hub.live.live_socket import CLOSE_GRACE, WRITE_FRAME_EXTENSION, LiveSocket, TooSlow, WriteFrame
 from hub.runtime import Hub, HubDep
@@ -85,9 +91,15 @@ async def _run_receiver(
     try:
         if first is not None and not await _watch_first(socket, hub, state, viewer, *first):
             return
+        loop = asyncio.get_running_loop()
+        budget = FrameBudget(loop.time())
         while True:
             message = await socket.receive()
             if message["type"] == "websocket.disconnect":
+                return
+            if not budget.take(loop.time()):
+                reason = f"Too many client frames: at most {FRAME_RATE:g} per second sustained."
+                await close_socket(socket, CLOSE_POLICY, reason)
                 return
             if first is None:
                 await handle_client_frame(socket, hub, state, viewer, message)
@@ -115,7 +127,7 @@ async def _watch_first(
             if not is_unavailable(exc):
                 raise
             log.info("The database is unavailable for a new socket of agent %s; retrying in %g s.", agent_id, delay)
-        await send_error(socket, agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+        await send_error(socket, [agent_id], ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE)
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX)
 

@@ -80,6 +80,17 @@ class LiveSocket:
     def pending_count(self) -> int:
         return len(self._outbox)
 
+    @property
+    def watch_count(self) -> int:
+        return len(self._subscriptions)
+
+    def watches(self, agent_id: str) -> bool:
+        return agent_id in self._subscriptions
+
+    def know(self, agent_id: str, version: int) -> None:
+        """The client says it has ``version`` of an agent this socket already watches."""
+        self._outbox.know(agent_id, version)
+
     def held_versions(self) -> dict[str, int]:
         """For the reconcile: the version of each watched agent this client has or is about to get."""
         return self._outbox.held()
@@ -107,7 +118,7 @@ class LiveSocket:
         """Subscribe first, then read the snapshot: nothing published in between is missed, and the
         outbox drops whatever the client already has."""
         if agent_id in self._subscriptions:
-            self._outbox.know(agent_id, known_version)
+            self.know(agent_id, known_version)
             return
         self._outbox.start(agent_id, known_version)
         subscription = self._hub.broker.subscribe(self._hub.channel(agent_id), self.offer)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.settings import Settings
@@ -151,6 +154,52 @@ async def test_the_dashboard_socket_refuses_other_owners_and_unknown_agents(live
         assert errors == {theirs: 4403, unknown: 4404}
         assert (await next_status(ws))["agentId"] == mine
         assert hub.broker.channels == frozenset({hub.channel(mine)})
+
+
+async def test_resubscribing_a_watched_agent_costs_no_query(live: LiveHub) -> None:
+    base, hub, api = live
+    agent_id, _ = await api.new_job()
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    async with open_socket(base, "/api/ws") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent_id]}))
+        await next_status(ws)
+        event.listen(hub.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            for _ in range(30):
+                await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent_id], "versions": {agent_id: 1}}))
+            await ws.send("not json")  # frames are handled in order: its error means all were handled
+            assert (await next_frame(ws, "error"))["code"] == 4400
+        finally:
+            event.remove(hub.engine.sync_engine, "before_cursor_execute", count)
+    assert statements == []
+
+
+async def test_a_client_frame_flood_is_closed_with_1008(live: LiveHub) -> None:
+    base, _, api = live
+    agent_id, _ = await api.new_job()
+    async with open_socket(base, "/api/ws") as ws:
+        frame = json.dumps({"type": "subscribe", "agentIds": [agent_id]})
+        for _ in range(200):
+            await ws.send(frame)
+        assert await close_code(ws) == 1008
+
+
+async def test_a_frame_of_many_refused_ids_draws_one_error_frame(live: LiveHub) -> None:
+    base, _, api = live
+    mine, _ = await api.new_job()
+    unknown = [str(uuid.uuid4()) for _ in range(1_000)]
+    async with open_socket(base, "/api/ws") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": unknown}))
+        error = await next_frame(ws, "error")
+        assert (error["code"], sorted(error["agentIds"]), error["agentId"]) == (4404, sorted(unknown), None)
+        await ws.send("not json")
+        assert (await next_frame(ws, "error"))["code"] == 4400  # the next error is this one's: no more 4404s
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [mine]}))
+        assert (await next_status(ws))["agentId"] == mine
 
 
 async def test_socket_auth_refusals_have_documented_close_codes(live: LiveHub) -> None:

@@ -230,12 +230,16 @@ export class StatusHubClient {
     if (frame.type === "status") {
       this.#deliver(frame.data);
     } else if (frame.type === "error") {
-      if (frame.agentId && (frame.code === CLOSE_FORBIDDEN || frame.code === 4404)) this.watched.delete(frame.agentId);
-      this.handlers.onError({ agentId: frame.agentId ?? null, code: frame.code, message: frame.message });
-      if (frame.agentId && frame.code === CLOSE_UNAVAILABLE) {
+      // One frame lists every agent refused for the same reason (agentId alone names just one).
+      const agentIds = frame.agentIds ?? (frame.agentId ? [frame.agentId] : []);
+      if (frame.code === CLOSE_FORBIDDEN || frame.code === 4404) agentIds.forEach((id) => this.watched.delete(id));
+      for (const agentId of agentIds.length ? agentIds : [null]) {
+        this.handlers.onError({ agentId, code: frame.code, message: frame.message });
+      }
+      if (agentIds.length && frame.code === CLOSE_UNAVAILABLE) {
         // The hub's database was briefly unreachable: ask again a little later.
-        const agentId = frame.agentId;
-        window.setTimeout(() => this.watched.has(agentId) && this.#subscribe([agentId]), 2000 + Math.random() * 3000);
+        const retry = () => this.#subscribe(agentIds.filter((id) => this.watched.has(id)));
+        window.setTimeout(retry, 2000 + Math.random() * 3000);
       }
     } else if (frame.type === "ping") {
       // The server's view of what we have; a higher number means a frame got lost on the way.
