@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -9,9 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.domain.frames import StatusFrame
 from hub.live.reconcile import reconcile_once
 from hub.settings import Settings
+from tests.support.api import Api
 from tests.support.inbox import Inbox
 from tests.support.live import live_hub
-from tests.support.ws import next_status, open_socket
+from tests.support.process import hub_environment, hub_process
+from tests.support.redis_server import RedisServer
+from tests.support.ws import next_status, open_socket, until_version
 
 RECONCILE_INTERVAL = 1.0
 
@@ -73,3 +78,32 @@ async def test_a_redelivery_publishes_the_current_status_again(settings: Setting
             frame: StatusFrame = await inbox.next()
     assert again.json() == {"received": True, "applied": True, "version": 2}
     assert (frame.agent_id, frame.version) == (agent_id, 3)  # the current status, not the first answer's
+
+
+async def test_a_replica_killed_between_commit_and_publish_loses_no_dashboard(
+    settings: Settings, clean_db: AsyncEngine
+) -> None:
+    """The writer's Redis is frozen, so its publish hangs after the commit; the writer is SIGKILLed,
+    then Redis thaws. Whatever became of the publish, the watcher's socket shows the committed
+    version within the reconcile interval plus 2 s. (The deterministic loss is the test above.)"""
+    async with RedisServer() as redis_server:
+        env = hub_environment(dataclasses.replace(settings, redis_url=redis_server.url))
+        watcher_env = {**env, "HUB_RECONCILE_INTERVAL": str(RECONCILE_INTERVAL)}
+        async with (
+            hub_process(env) as writer,
+            hub_process(watcher_env) as watcher,
+            httpx.AsyncClient(base_url=writer.base, timeout=10) as client,
+        ):
+            api = Api(client)
+            agent_id, job_id = await api.new_job()
+            async with open_socket(watcher.base, f"/api/agents/{agent_id}/instance/ws") as ws:
+                assert (await next_status(ws))["version"] == 1
+                redis_server.pause()
+                try:
+                    committed = await api.heartbeat(job_id)  # answered after commit, before the publish
+                    writer.process.kill()
+                    await writer.process.wait()
+                finally:
+                    redis_server.resume()
+                seen = await until_version(ws, committed, timeout=RECONCILE_INTERVAL + 2)
+    assert seen[-1] == committed
