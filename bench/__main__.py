@@ -21,8 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--peers", action="store_true", help="Include the peers in quick mode (full always does).")
     run.add_argument("--publish", action="store_true", help="Also write the table to bench/RESULTS.md.")
     commands.add_parser("venvs", help="Create the peers' venvs under bench/.peer-venvs/.")
+    reconcile = commands.add_parser("reconcile", help="Time one reconcile at many sockets, in process.")
+    reconcile.add_argument("--sockets", type=int, default=10_000)
+    reconcile.add_argument("--agents", type=int, default=1_000)
     args = parser.parse_args(argv)
 
+    if args.command == "reconcile":
+        from bench.reconcile_cost import measure, report
+
+        print(report(asyncio.run(measure(sockets=args.sockets, agents=args.agents))))
+        return 0
     if args.command == "venvs":
         from bench.peers.venvs import ensure_all
 

@@ -19,6 +19,10 @@ from persistence import queries
 
 log = logging.getLogger(__name__)
 
+# Sockets read (or repaired) between two yields to the loop: a reconcile over 10k sockets must not
+# hold the loop for its whole 20 ms.
+YIELD_EVERY = 1_000
+
 
 async def reconcile_forever(hub: Hub) -> None:
     """Reconcile on a timer; never dies but by cancellation."""
@@ -37,9 +41,11 @@ async def reconcile_forever(hub: Hub) -> None:
 async def reconcile_once(hub: Hub) -> int:
     """Bring every local socket up to the version Postgres holds; returns how many were behind."""
     watchers: dict[str, list[tuple[LiveConnection, int]]] = {}
-    for socket in list(hub.sockets):
+    for index, socket in enumerate(list(hub.sockets), 1):
         for agent_id, version in socket.held_versions().items():
             watchers.setdefault(agent_id, []).append((socket, version))
+        if index % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # ~2 ms of work per batch: callbacks and frames go between them
     keys: dict[str, uuid.UUID] = {}
     for agent_id in watchers:
         key = parse_agent_id(agent_id)
@@ -65,8 +71,10 @@ async def reconcile_once(hub: Hub) -> int:
         frame = status_frame("", encode_status(instance))
         for socket, version in watchers[agent_id]:
             if version < frame.version:
-                socket.offer(frame)
+                socket.offer(frame)  # a socket closed meanwhile has no subscription left: dropped
                 repaired += 1
+                if repaired % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
     hub.metrics.reconcile_repairs += repaired
     if repaired:
         log.info("Reconcile: %d sockets were behind on %d agents; each got a fresh snapshot.", repaired, len(behind))
