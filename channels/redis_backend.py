@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import redis.asyncio
+import redis.exceptions
 
 from channels.backend import Event, EventQueue, Message, Restored
 from channels.redis_connection import CONNECTION_LOST, PubSubConnection
@@ -88,6 +89,8 @@ class RedisBackend:
         conn: PubSubConnection | None
         try:
             conn, _ = await self._open()
+        except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError):
+            raise  # a wrong password or ACL is no outage: retrying would never help
         except CONNECTION_LOST as exc:
             reason = f"{type(exc).__name__}: {exc}"
             logger.warning("Redis pub/sub is unreachable at start-up (%s); connecting in the background.", reason)

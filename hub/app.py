@@ -48,6 +48,8 @@ def create_app(settings: Settings) -> Litestar:
             finally:
                 for timer in timers:
                     timer.cancel()
+                # Awaited: a prune or reconcile mid-query must end before the engine is disposed.
+                await asyncio.gather(*timers, return_exceptions=True)
                 # uvicorn already sends 1012 on shutdown; this covers servers that do not, all at once
                 # and bounded, so stalled clients cannot hold the shutdown.
                 closing = [

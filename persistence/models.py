@@ -105,7 +105,8 @@ class AgentInstance(Timestamped, Base):
     last_heartbeat_at: Mapped[datetime | None]
     # Heartbeats are not logged as events (they would be most of the log); the instance remembers the
     # last one's delivery id and the version it answered, so a redelivery of it is still recognised.
-    last_heartbeat_delivery_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    # Unique: two jobs' heartbeats racing with one delivery id cannot both apply (the second is a 409).
+    last_heartbeat_delivery_id: Mapped[str | None] = mapped_column(String(128), index=True, unique=True)
     last_heartbeat_version: Mapped[int | None] = mapped_column(BigInteger)
     # Monotonic per agent (a new instance continues from the previous one), +1 with every visible change.
     version: Mapped[int] = mapped_column(BigInteger, default=1)

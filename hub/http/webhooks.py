@@ -57,7 +57,8 @@ async def _apply(hub: Hub, body: WebhookBody, document: dict[str, Any], delivery
         except IntegrityError:
             # A race the locking read could not see, because its subqueries ran on a snapshot
             # taken before the other transaction committed: two deliveries with one id (the
-            # unique delivery id stops the second), or a new provisioning of the agent (the unique
+            # unique delivery id of the event log, or of the instances' last heartbeats, stops the
+            # second), or a new provisioning of the agent (the unique
             # (agent, version) stops a late callback of the old job). One retry reads the
             # committed state and answers as the design says.
             if attempt == 2:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, Final
 
@@ -41,6 +42,9 @@ _SEVERAL: Final = {
 # is closed (1008): each frame can cost a query, and a misbehaving client must not cost the others.
 FRAME_BURST: Final = 40
 FRAME_RATE: Final = 20.0
+# Subscribing this many new agents costs one more frame of the budget (each costs a snapshot read):
+# a dashboard's first 1,000 agents fit in one burst, then 1,000 new agents a second at most.
+AGENTS_PER_FRAME: Final = 50
 
 
 class FrameBudget:
@@ -52,13 +56,13 @@ class FrameBudget:
         self._tokens = float(FRAME_BURST)
         self._last = now
 
-    def take(self, now: float) -> bool:
-        """Spend one frame; False when the socket is over its budget."""
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Spend ``cost`` frames; False (and nothing spent) when the socket cannot afford them."""
         self._tokens = min(float(FRAME_BURST), self._tokens + (now - self._last) * FRAME_RATE)
         self._last = now
-        if self._tokens < 1:
+        if self._tokens < cost:
             return False
-        self._tokens -= 1
+        self._tokens -= cost
         return True
 
 
@@ -72,11 +76,13 @@ _client_frame = msgspec.json.Decoder(ClientFrame)
 
 
 async def handle_client_frame(
-    socket: WebSocket[Any, Any, Any], hub: Hub, state: LiveSocket, viewer: Viewer, message: Any
+    socket: WebSocket[Any, Any, Any], hub: Hub, state: LiveSocket, viewer: Viewer, budget: FrameBudget, message: Any
 ) -> None:
     raw = message.get("text")
     if raw is None:
         raw = message.get("bytes") or b""
+    # Under the hub's own server, uvicorn refuses such a frame first (close 1009, unread); this is for
+    # any other ASGI server the app runs under.
     if len(raw) > MAX_CLIENT_FRAME:
         await send_error(socket, [], ERROR_FRAME_TOO_LARGE, f"Client frames are limited to {MAX_CLIENT_FRAME} bytes.")
         return
@@ -107,6 +113,10 @@ async def handle_client_frame(
             # Already authorized and subscribed: no query and no read, only what the client has.
             state.know(agent_id, versions.get(agent_id, 0))
     if not added:
+        return
+    if not budget.take(asyncio.get_running_loop().time(), len(added) / AGENTS_PER_FRAME):
+        message = f"Subscribing to new agents too fast: at most {FRAME_RATE * AGENTS_PER_FRAME:g} a second."
+        await send_error(socket, [], ERROR_TOO_MANY_AGENTS, message)
         return
     try:
         allowed, refusals = await authorize(hub, viewer, added)

@@ -92,17 +92,19 @@ async def _run_receiver(
         if first is not None and not await _watch_first(socket, hub, state, viewer, *first):
             return
         loop = asyncio.get_running_loop()
-        budget = FrameBudget(loop.time())
+        budget: FrameBudget | None = None  # made on the first frame: most sockets send one, or none
         while True:
             message = await socket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if budget is None:
+                budget = FrameBudget(loop.time())
             if not budget.take(loop.time()):
                 reason = f"Too many client frames: at most {FRAME_RATE:g} per second sustained."
                 await close_socket(socket, CLOSE_POLICY, reason)
                 return
             if first is None:
-                await handle_client_frame(socket, hub, state, viewer, message)
+                await handle_client_frame(socket, hub, state, viewer, budget, message)
     except _GONE as exc:
         log.debug("A dashboard socket's client went away while receiving: %r", exc)
 

@@ -73,10 +73,6 @@ class LiveSocket:
         self._sender: asyncio.Task[None] | None = None
 
     @property
-    def agent_ids(self) -> list[str]:
-        return self._subscriptions.agent_ids
-
-    @property
     def pending_count(self) -> int:
         return len(self._outbox)
 
@@ -138,6 +134,9 @@ class LiveSocket:
         await self._subscriptions.leave(agent_id)
 
     async def unsubscribe_all(self) -> None:
+        """The socket has ended: leave everything, and stop a token-expiry close still in progress."""
+        if self._closing is not None:
+            self._closing.cancel()
         self._outbox.clear()
         await self._subscriptions.leave_all()
 
@@ -145,14 +144,14 @@ class LiveSocket:
         """Called by the sweeper: close a socket whose token expired, cancel a send past its
         deadline, or ping an idle socket."""
         settings, clock = self._hub.settings, self._clock
-        if now >= self._expires:
-            if self._closing is None:
-                reason = "The token has expired; reconnect with a new one."
-                self._closing = asyncio.create_task(self.close_connection(CLOSE_UNAUTHENTICATED, reason))
-        elif clock.send_overdue(now, settings.send_timeout):
+        if now >= self._expires and self._closing is None:
+            reason = "The token has expired; reconnect with a new one."
+            self._closing = asyncio.create_task(self.close_connection(CLOSE_UNAUTHENTICATED, reason))
+        # Checked after an expiry too: a client that stopped reading must not escape the deadline.
+        if clock.send_overdue(now, settings.send_timeout):
             if self._sender is not None:
                 self._sender.cancel()
-        elif clock.ping_due(now, settings.ping_interval):
+        elif self._closing is None and clock.ping_due(now, settings.ping_interval):
             write = self._write_frame
             if write is not None and not self._outbox and write(text_frame(self.ping_frame().encode())):
                 return

@@ -1,7 +1,7 @@
 """The backstop for every lost publish (a replica killed between commit and publish, retries given up,
 a Redis failover): every ``HUB_RECONCILE_INTERVAL`` seconds, one query reads the current version of
-every agent this process's sockets watch, and each socket that is behind gets a fresh snapshot, read
-once for all the agents behind and shared by their local sockets."""
+every agent this process's sockets watch (one per 5,000 agents), and each socket that is behind gets
+a fresh snapshot, read once for all the agents behind and shared by their local sockets."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from hub.runtime import Hub
 from hub.runtime.pool import is_unavailable
 from hub.runtime.resources import LiveConnection
 from persistence import queries
+from persistence.models import AgentInstance
 
 log = logging.getLogger(__name__)
 
-# Sockets read (or repaired) between two yields to the loop: a reconcile over 10k sockets must not
-# hold the loop for its whole 20 ms.
+# Subscriptions read (or sockets repaired) between two yields to the loop: a reconcile over 10k
+# sockets must not hold the loop for its whole 20 ms, however many agents each socket watches.
 YIELD_EVERY = 1_000
+# Agent ids per query: one bound parameter each, and asyncpg takes at most 32,767 per statement.
+IDS_PER_QUERY = 5_000
 
 
 async def reconcile_forever(hub: Hub) -> None:
@@ -41,10 +44,14 @@ async def reconcile_forever(hub: Hub) -> None:
 async def reconcile_once(hub: Hub) -> int:
     """Bring every local socket up to the version Postgres holds; returns how many were behind."""
     watchers: dict[str, list[tuple[LiveConnection, int]]] = {}
-    for index, socket in enumerate(list(hub.sockets), 1):
-        for agent_id, version in socket.held_versions().items():
+    read = 0
+    for socket in list(hub.sockets):
+        held = socket.held_versions()
+        for agent_id, version in held.items():
             watchers.setdefault(agent_id, []).append((socket, version))
-        if index % YIELD_EVERY == 0:
+        read += len(held)
+        if read >= YIELD_EVERY:
+            read = 0
             await asyncio.sleep(0)  # ~2 ms of work per batch: callbacks and frames go between them
     keys: dict[str, uuid.UUID] = {}
     for agent_id in watchers:
@@ -54,7 +61,9 @@ async def reconcile_once(hub: Hub) -> int:
     if not keys:
         return 0
     async with hub.sessions() as session:
-        current = await queries.latest_versions(session, list(keys.values()))
+        current: dict[uuid.UUID, int] = {}
+        for chunk in _chunks(list(keys.values())):
+            current.update(await queries.latest_versions(session, chunk))
         behind = [
             agent_id
             for agent_id, key in keys.items()
@@ -62,7 +71,9 @@ async def reconcile_once(hub: Hub) -> int:
         ]
         if not behind:
             return 0
-        instances = await queries.latest_instances(session, [keys[agent_id] for agent_id in behind])
+        instances: dict[uuid.UUID, AgentInstance] = {}
+        for chunk in _chunks([keys[agent_id] for agent_id in behind]):
+            instances.update(await queries.latest_instances(session, chunk))
     repaired = 0
     for agent_id in behind:
         instance = instances.get(keys[agent_id])
@@ -79,3 +90,7 @@ async def reconcile_once(hub: Hub) -> int:
     if repaired:
         log.info("Reconcile: %d sockets were behind on %d agents; each got a fresh snapshot.", repaired, len(behind))
     return repaired
+
+
+def _chunks(ids: list[uuid.UUID]) -> list[list[uuid.UUID]]:
+    return [ids[start : start + IDS_PER_QUERY] for start in range(0, len(ids), IDS_PER_QUERY)]

@@ -18,27 +18,34 @@ from typing import Final
 log = logging.getLogger(__name__)
 
 CLOSES_PER_COLLECTION: Final = 500
+# Seconds between two collections at least: when thousands of sockets close at once (a deploy, tokens
+# issued together expiring together) the stalls must not come back to back.
+MIN_INTERVAL: Final = 1.0
 
 
 class ChurnCollector:
-    __slots__ = ("_closed", "_every", "_scheduled")
+    __slots__ = ("_closed", "_every", "_last", "_min_interval", "_scheduled")
 
-    def __init__(self, every: int = CLOSES_PER_COLLECTION) -> None:
+    def __init__(self, every: int = CLOSES_PER_COLLECTION, *, min_interval: float = MIN_INTERVAL) -> None:
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}.")
         self._every = every
+        self._min_interval = min_interval
         self._closed = 0
         self._scheduled = False
+        self._last = float("-inf")
 
     def socket_closed(self) -> None:
         self._closed += 1
         if self._closed >= self._every and not self._scheduled:
             self._scheduled = True
-            # Soon, not now: the closing handler finishes (and drops its references) first.
-            asyncio.get_running_loop().call_soon(self._collect)
+            loop = asyncio.get_running_loop()
+            # Never now: the closing handler finishes (and drops its references) first.
+            loop.call_later(max(0.0, self._last + self._min_interval - loop.time()), self._collect)
 
     def _collect(self) -> None:
         self._scheduled = False
+        self._last = asyncio.get_running_loop().time()
         closed, self._closed = self._closed, 0
         started = time.perf_counter()
         found = gc.collect()

@@ -8,6 +8,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+import msgspec
+
+from hub.domain.wire import VersionOnly
 from hub.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,7 @@ RETRY_MAX: Final = 8.0
 MAX_BACKLOG: Final = 10_000
 
 Publish = Callable[[str, bytes], Awaitable[None]]
+_version_of = msgspec.json.Decoder(VersionOnly)
 
 
 class Publisher:
@@ -46,8 +50,10 @@ class Publisher:
         self._retry_max = retry_max
         self._metrics = metrics
         self._max_backlog = max_backlog
-        self._backlog: dict[str, bytes] = {}  # agent id -> newest payload, in the order they failed
+        # agent id -> (version, payload) of its newest waiting status, in the order they failed
+        self._backlog: dict[str, tuple[int, bytes]] = {}
         self._retrier: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def backlog(self) -> int:
@@ -55,7 +61,7 @@ class Publisher:
 
     async def publish(self, agent_id: str, data: bytes) -> None:
         if agent_id in self._backlog:
-            self._backlog[agent_id] = data
+            self._keep(agent_id, data)
             return
         try:
             await self._publish(agent_id, data)
@@ -65,13 +71,24 @@ class Publisher:
             self._keep(agent_id, data)
 
     def _keep(self, agent_id: str, data: bytes) -> None:
+        """Wait for a retry, unless a newer status of the agent already waits: two publishes in flight
+        can fail in either order, and the older must not replace the newer."""
+        if self._closed:
+            log.warning("Dropped a status of agent %s that failed to publish during shutdown.", agent_id)
+            return
         backlog = self._backlog
-        if agent_id not in backlog and len(backlog) >= self._max_backlog:
+        version = _version_of.decode(data).version
+        waiting = backlog.get(agent_id)
+        if waiting is not None:
+            if version > waiting[0]:
+                backlog[agent_id] = (version, data)
+            return
+        if len(backlog) >= self._max_backlog:
             oldest = next(iter(backlog))
             del backlog[oldest]
             self._metrics.publish_dropped += 1
             log.warning("The publish backlog is full; dropped agent %s's status (the reconcile repairs it).", oldest)
-        backlog[agent_id] = data
+        backlog[agent_id] = (version, data)
         if self._retrier is None:
             self._retrier = asyncio.create_task(self._retry(), name="publish-retries")
 
@@ -89,21 +106,22 @@ class Publisher:
         """Send the backlog in order until a publish fails; how many were sent."""
         backlog, sent = self._backlog, 0
         while backlog:
-            agent_id, data = next(iter(backlog.items()))
+            agent_id, waiting = next(iter(backlog.items()))
             try:
-                await self._publish(agent_id, data)
+                await self._publish(agent_id, waiting[1])
             except Exception as exc:
                 log.debug("A retried publish of agent %s failed: %r", agent_id, exc)
                 return sent
             sent += 1
-            if backlog.get(agent_id) is data:
+            if backlog.get(agent_id) is waiting:
                 del backlog[agent_id]
-            # else: a newer status came while this one was sent; it stays for the next round.
+            # else: a newer status came while this one was sent; it keeps its place and goes next.
         log.info("Published the statuses that were waiting for Redis (%d this round).", sent)
         return sent
 
     async def close(self, grace: float) -> None:
         """On shutdown: one last try at the backlog within ``grace`` seconds, then stop retrying."""
+        self._closed = True
         retrier, self._retrier = self._retrier, None
         if retrier is not None:
             retrier.cancel()

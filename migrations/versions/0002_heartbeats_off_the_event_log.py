@@ -23,7 +23,7 @@ def upgrade() -> None:
         op.f("ix_agent_instances_last_heartbeat_delivery_id"),
         "agent_instances",
         ["last_heartbeat_delivery_id"],
-        unique=False,
+        unique=True,
     )
     op.create_index(op.f("ix_callback_events_received_at"), "callback_events", ["received_at"], unique=False)
 

@@ -202,6 +202,26 @@ async def test_a_frame_of_many_refused_ids_draws_one_error_frame(live: LiveHub) 
         assert (await next_status(ws))["agentId"] == mine
 
 
+async def test_subscribing_new_agents_too_fast_is_refused_with_4429(live: LiveHub) -> None:
+    base, _, api = live
+    mine, _ = await api.new_job()
+    async with open_socket(base, "/api/ws") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [str(uuid.uuid4()) for _ in range(1_000)]}))
+        assert (await next_frame(ws, "error"))["code"] == 4404  # each new id costs a little of the budget
+        await ws.send(json.dumps({"type": "subscribe", "agentIds": [str(uuid.uuid4()) for _ in range(1_000)]}))
+        error = await next_frame(ws, "error")
+        assert error["code"] == 4429 and "too fast" in error["message"]
+        # The budget refills with time (20 frames a second): the same socket may subscribe again soon.
+        async with asyncio.timeout(10):
+            while True:
+                await ws.send(json.dumps({"type": "subscribe", "agentIds": [mine]}))
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "status":
+                    break
+                assert frame["type"] in ("error", "ping") and frame.get("code") in (4429, None)
+                await asyncio.sleep(0.5)  # let the budget refill between tries
+
+
 async def test_socket_auth_refusals_have_documented_close_codes(live: LiveHub) -> None:
     base, _, api = live
     mine, _ = await api.new_job("owner-1")

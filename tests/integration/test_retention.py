@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from pathlib import Path
 
 import httpx
@@ -58,6 +59,16 @@ async def test_a_redelivered_heartbeat_is_answered_as_before_without_a_row(api: 
     assert again.json() == {"received": True, "applied": True, "version": 2}
     assert (await api.status(agent_id)).json()["version"] == 3
     assert await _count(db_engine) == 0
+
+
+async def test_one_heartbeat_delivery_id_sent_by_two_jobs_at_once_applies_once(api: Api) -> None:
+    jobs = [(await api.new_job())[1] for _ in range(2)]
+    for _ in range(5):  # a few rounds: the race is the point
+        delivery = f"shared-{uuid.uuid4()}"
+        responses = await asyncio.gather(
+            *(api.callback({"job_id": job_id, "type": "heartbeat"}, delivery=delivery) for job_id in jobs)
+        )
+        assert sorted(response.status_code for response in responses) == [200, 409], [r.text for r in responses]
 
 
 async def test_events_past_the_retention_are_pruned_and_a_late_redelivery_changes_nothing(
