@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.models import (
@@ -44,12 +44,7 @@ async def latest_instances(session: AsyncSession, agent_ids: Sequence[uuid.UUID]
     """The newest instance of each agent (versions are monotonic per agent, so max(version) is newest)."""
     if not agent_ids:
         return {}
-    newest = (
-        select(AgentInstance.agent_id, func.max(AgentInstance.version).label("version"))
-        .where(AgentInstance.agent_id.in_(agent_ids))
-        .group_by(AgentInstance.agent_id)
-        .subquery()
-    )
+    newest = _newest_versions(agent_ids).subquery()
     query = select(AgentInstance).join(
         newest,
         (AgentInstance.agent_id == newest.c.agent_id) & (AgentInstance.version == newest.c.version),
@@ -61,12 +56,17 @@ async def latest_versions(session: AsyncSession, agent_ids: Sequence[uuid.UUID])
     """The current version of each agent that has an instance (one indexed aggregate for them all)."""
     if not agent_ids:
         return {}
-    query = (
+    rows = (await session.execute(_newest_versions(agent_ids))).all()
+    return {row.agent_id: row.version for row in rows}
+
+
+def _newest_versions(agent_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, int]:
+    """(agent_id, version) of each agent's newest instance: versions are monotonic per agent."""
+    return (
         select(AgentInstance.agent_id, func.max(AgentInstance.version).label("version"))
         .where(AgentInstance.agent_id.in_(agent_ids))
         .group_by(AgentInstance.agent_id)
     )
-    return {row.agent_id: row.version for row in (await session.execute(query)).all()}
 
 
 async def agents_of_owner(session: AsyncSession, owner_id: str) -> list[Agent]:
