@@ -10,8 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URLs."""
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int | None = None, pool_timeout: float = 5.0, echo: bool = False
+) -> AsyncEngine:
+    """An async engine for ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URLs. ``max_overflow``
+    defaults to ``pool_size``; ``pool_timeout`` is how long a checkout waits for a free connection."""
     if url.startswith("sqlite"):
         # One connection, so writes queue in the pool instead of failing: two SQLite transactions
         # that read, then both try to write, get "database is locked" at once (no busy wait).
@@ -24,12 +27,12 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEn
         url,
         echo=echo,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         # No pre-ping: it costs a round trip per checkout. A connection that died is invalidated
         # when it fails, and that request answers 503 (errors.py); the next checkout reconnects.
         pool_recycle=1800,
         # Fail fast (and answer 503) instead of queueing requests for half a minute.
-        pool_timeout=5,
+        pool_timeout=pool_timeout,
         connect_args={"timeout": 5, "command_timeout": 30},
     )
 

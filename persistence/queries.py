@@ -69,23 +69,6 @@ def _newest_versions(agent_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, int]:
     )
 
 
-async def agents_of_owner(session: AsyncSession, owner_id: str) -> list[Agent]:
-    query = select(Agent).where(Agent.owner_id == owner_id).order_by(Agent.created_at, Agent.id)
-    return list((await session.execute(query)).scalars())
-
-
-async def instance_version(session: AsyncSession, agent_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
-    """(instance id, version) of the agent's newest instance: all a conditional GET needs."""
-    query = (
-        select(AgentInstance.id, AgentInstance.version)
-        .where(AgentInstance.agent_id == agent_id)
-        .order_by(AgentInstance.version.desc())
-        .limit(1)
-    )
-    row = (await session.execute(query)).one_or_none()
-    return None if row is None else (row.id, row.version)
-
-
 async def start_provisioning(
     session: AsyncSession, agent: Agent, *, job_id: str
 ) -> tuple[ProvisioningJob, AgentInstance]:

@@ -53,3 +53,35 @@ def issue_dashboard_token(secret: str, owner_id: str, *, ttl_seconds: int = 12 *
     """What the main application does; the hub uses it for the embedded default and the demo."""
     now = int(time.time())
     return jwt.encode({"sub": owner_id, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256")
+
+
+class VerifiedTokens:
+    """Dashboard tokens already verified, each until its ``exp``: a poller sends the same token every
+    few seconds, and an HS256 verify costs about as much as the rest of a 304. Bounded: past ``size``
+    tokens, the oldest is forgotten (and verified again if it comes back)."""
+
+    __slots__ = ("_secret", "_size", "_viewers")
+
+    def __init__(self, secret: str, *, size: int = 10_000) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}.")
+        self._secret = secret
+        self._size = size
+        self._viewers: dict[str, Viewer] = {}
+
+    def __len__(self) -> int:
+        return len(self._viewers)
+
+    def verify(self, token: str, *, now: float | None = None) -> Viewer:
+        """The token's viewer; Unauthenticated when it does not verify or has expired."""
+        now = time.time() if now is None else now
+        viewer = self._viewers.get(token)
+        if viewer is None:
+            viewer = verify_dashboard_token(self._secret, token)
+            if len(self._viewers) >= self._size:
+                del self._viewers[next(iter(self._viewers))]
+            self._viewers[token] = viewer
+        if viewer.expires_at <= now:  # as PyJWT decides it: expired at exp itself
+            del self._viewers[token]
+            raise Unauthenticated("The token has expired.")
+        return viewer

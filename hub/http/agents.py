@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -22,8 +23,8 @@ from hub.domain.wire import (
 )
 from hub.http.guards import ViewerDep, admin_only
 from hub.runtime import HubDep
-from persistence import queries
-from persistence.models import Agent, AgentInstance
+from persistence import queries, status_reads
+from persistence.callback_store import InstanceState
 
 T = TypeVar("T")
 _JSON = "application/json"
@@ -54,10 +55,9 @@ def etag_matches(if_none_match: str | None, tag: str) -> bool:
 
 @get("/api/agents")
 async def list_agents(hub: HubDep, viewer: ViewerDep) -> Response[bytes]:
-    async with hub.sessions() as session:
-        agents = await queries.agents_of_owner(session, viewer.owner_id)
-        instances = await queries.latest_instances(session, [agent.id for agent in agents])
-    summaries = [_summary(agent, instances.get(agent.id)) for agent in agents]
+    async with hub.reads.connect() as connection:
+        agents = await status_reads.agents_of_owner(connection, viewer.owner_id)
+    summaries = [_summary(a.id, a.owner_id, a.name, a.created_at, a.instance) for a in agents]
     return Response(encode(summaries), media_type=_JSON, headers={"Cache-Control": "no-store"})
 
 
@@ -66,24 +66,19 @@ async def get_instance(
     request: Request[Any, Any, Any], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
 ) -> Response[bytes]:
     key = _agent_key(agent_id)
-    async with hub.sessions() as session:
-        agent = await queries.get_agent(session, key)
-        if agent is None:
-            raise NotFoundException(f"No agent with id {agent_id}.")
-        if agent.owner_id != viewer.owner_id:
-            raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
-        # Cheap path first: a poller that is current needs only the version, not the row.
-        current = await queries.instance_version(session, key)
-        if current is None:
-            raise NotFoundException(f"Agent {agent_id} has not been provisioned yet.")
-        tag = etag(*current)
-        headers = {"ETag": tag, "Cache-Control": "no-cache"}
-        if etag_matches(request.headers.get("if-none-match"), tag):
-            return Response(b"", status_code=304, headers=headers)
-        instance = await queries.latest_instance(session, key)
-    if instance is None:  # deleted between the two reads
+    async with hub.reads.connect() as connection:
+        found = await status_reads.agent_status(connection, key)
+    if found is None:
+        raise NotFoundException(f"No agent with id {agent_id}.")
+    owner_id, instance = found
+    if owner_id != viewer.owner_id:
+        raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
+    if instance is None:
         raise NotFoundException(f"Agent {agent_id} has not been provisioned yet.")
-    headers["ETag"] = etag(instance.id, instance.version)
+    tag = etag(instance.id, instance.version)
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if etag_matches(request.headers.get("if-none-match"), tag):
+        return Response(b"", status_code=304, headers=headers)
     return Response(encode_status(instance), media_type=_JSON, headers=headers)
 
 
@@ -97,7 +92,8 @@ async def create_agent(request: Request[Any, Any, Any], hub: HubDep) -> Response
             )
     async with hub.sessions() as session, session.begin():
         agent = await queries.create_agent(session, owner_id=body.owner_id, name=body.name)
-    return Response(encode(_summary(agent, None)), media_type=_JSON, status_code=201)
+    summary = _summary(agent.id, agent.owner_id, agent.name, agent.created_at, None)
+    return Response(encode(summary), media_type=_JSON, status_code=201)
 
 
 @post(
@@ -129,12 +125,14 @@ async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id
     return Response(encode(reply), media_type=_JSON, status_code=201)
 
 
-def _summary(agent: Agent, instance: AgentInstance | None) -> AgentSummary:
+def _summary(
+    agent_id: uuid.UUID, owner_id: str, name: str, created_at: datetime, instance: InstanceState | None
+) -> AgentSummary:
     return AgentSummary(
-        id=str(agent.id),
-        owner_id=agent.owner_id,
-        name=agent.name,
-        created_at=agent.created_at,
+        id=str(agent_id),
+        owner_id=owner_id,
+        name=name,
+        created_at=created_at,
         status=None if instance is None else agent_status(instance),
     )
 

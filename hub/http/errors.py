@@ -1,4 +1,5 @@
-"""Error responses that are not a handler's own: an unreachable database is a 503, never a 500."""
+"""Error responses that are not a handler's own: an unreachable database or a busy replica is a 503
+with Retry-After, never a 500, and the message says which."""
 
 from __future__ import annotations
 
@@ -8,12 +9,31 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.exceptions.responses import create_exception_response
+from sqlalchemy import exc as sa_exc
 
+from hub.runtime import Hub
 from hub.runtime.pool import is_unavailable
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# A busy replica frees a connection within a second or so: come back soon (or to another replica).
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def replica_busy(request: Request[Any, Any, Any]) -> Response[object]:
+    """No connection of the pool came free in time: the database is fine, this replica is saturated."""
+    hub: Hub = request.app.state.hub
+    hub.metrics.busy_answers += 1
+    log.info("Answered 503 busy to %s %s: no database connection came free in time.", request.method, request.url.path)
+    return create_exception_response(
+        request,
+        HTTPException(
+            status_code=503,
+            detail=f"This replica is busy; retry in {BUSY_RETRY_AFTER_SECONDS} s.",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        ),
+    )
 
 
 def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[object]:
@@ -33,6 +53,8 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     so this is where a bug becomes visible to an operator: logged with its traceback, then 500."""
     if isinstance(exc, HTTPException):
         return create_exception_response(request, exc)  # the handler's own answer, as usual
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool's checkout timed out, not a connect
+        return replica_busy(request)
     if is_unavailable(exc):
         return database_unavailable(request, exc)
     log.exception("Unhandled error while serving %s %s.", request.method, request.url.path)

@@ -10,7 +10,8 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
-from hub.domain.tokens import COOKIE_NAME, Unauthenticated, Viewer, bearer_token, is_admin, verify_dashboard_token
+from hub.domain.tokens import COOKIE_NAME, Unauthenticated, Viewer, bearer_token, is_admin
+from hub.runtime import Hub
 
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
@@ -34,7 +35,8 @@ async def provide_viewer(request: Request[Any, Any, Any]) -> Viewer:
             headers={"WWW-Authenticate": 'Bearer realm="status-hub"'},
         )
     try:
-        return verify_dashboard_token(request.app.state.settings.jwt_secret, token)
+        hub: Hub = request.app.state.hub
+        return hub.tokens.verify(token)
     except Unauthenticated as exc:
         raise NotAuthorizedException(
             str(exc), headers={"WWW-Authenticate": 'Bearer realm="status-hub", error="invalid_token"'}

@@ -24,6 +24,7 @@ class Health(msgspec.Struct):
     slow_socket_closes: int
     resyncs: int
     reconcile_repairs: int
+    busy_answers: int
 
 
 @get("/healthz", cache=False)
@@ -50,6 +51,7 @@ async def health(hub: HubDep) -> Response[bytes]:
         slow_socket_closes=hub.metrics.slow_socket_closes,
         resyncs=hub.metrics.resyncs,
         reconcile_repairs=hub.metrics.reconcile_repairs,
+        busy_answers=hub.metrics.busy_answers,
     )
     # Only the database makes a replica useless: without Redis it still takes callbacks and polls.
     return Response(msgspec.json.encode(body), media_type="application/json", status_code=200 if healthy else 503)

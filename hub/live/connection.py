@@ -17,9 +17,9 @@ from hub.domain.tokens import (
     SUBPROTOCOL,
     TOKEN_SUBPROTOCOL_PREFIX,
     Unauthenticated,
+    VerifiedTokens,
     Viewer,
     bearer_token,
-    verify_dashboard_token,
 )
 from hub.settings import Settings
 
@@ -29,7 +29,7 @@ CLOSE_TIMEOUT: Final = 2.0
 _HANDSHAKE_HEADERS: Final = (b"origin", b"host", b"authorization", b"cookie")
 
 
-async def open_socket(socket: WebSocket[Any, Any, Any], settings: Settings) -> Viewer | None:
+async def open_socket(socket: WebSocket[Any, Any, Any], settings: Settings, tokens: VerifiedTokens) -> Viewer | None:
     """Accept (so the client can read our close code), then check Origin and credentials; None when
     the socket was refused (and closed with a code that says why)."""
     offered: list[str] = list(socket.scope.get("subprotocols") or [])
@@ -54,7 +54,7 @@ async def open_socket(socket: WebSocket[Any, Any, Any], settings: Settings) -> V
         await close_socket(socket, CLOSE_UNAUTHENTICATED, "A dashboard token is required.")
         return None
     try:
-        return verify_dashboard_token(settings.jwt_secret, token)
+        return tokens.verify(token)
     except Unauthenticated as exc:
         await close_socket(socket, CLOSE_UNAUTHENTICATED, str(exc))
         return None

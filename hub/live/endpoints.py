@@ -35,7 +35,7 @@ _GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
 @websocket("/api/agents/{agent_id:str}/instance/ws")
 async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: FromPath[str]) -> None:
-    viewer = await open_socket(socket, hub.settings)
+    viewer = await open_socket(socket, hub.settings, hub.tokens)
     if viewer is None:
         return
     known = _int_or_zero(socket.query_params.get("version"))
@@ -44,7 +44,7 @@ async def agent_socket(socket: WebSocket[Any, Any, Any], hub: HubDep, agent_id: 
 
 @websocket("/api/ws")
 async def dashboard_socket(socket: WebSocket[Any, Any, Any], hub: HubDep) -> None:
-    viewer = await open_socket(socket, hub.settings)
+    viewer = await open_socket(socket, hub.settings, hub.tokens)
     if viewer is None:
         return
     # Only the dashboard socket takes client frames (subscribe/unsubscribe).

@@ -13,3 +13,5 @@ class Metrics:
     slow_socket_closes: int = 0
     resyncs: int = 0
     reconcile_repairs: int = 0
+    # 503 "busy" answers: a pool had no connection free in time.
+    busy_answers: int = 0

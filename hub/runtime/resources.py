@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, channel_name
 from hub.domain.agent_ids import parse_agent_id
 from hub.domain.frames import StatusFrame, status_frame
+from hub.domain.tokens import VerifiedTokens
 from hub.domain.wire import encode_status
 from hub.runtime.collector import ChurnCollector
 from hub.runtime.metrics import Metrics
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # come from concurrent callbacks, which the database pool already bounds.
 REDIS_CONNECTIONS = 32
 REDIS_TIMEOUT = 2.0
+# Seconds a REST read waits for a connection of its pool before the answer is 503 "busy".
+READ_POOL_TIMEOUT = 1.0
 # Seconds a shutdown gives the statuses still waiting for Redis.
 PUBLISH_FLUSH_GRACE = 2.0
 
@@ -55,12 +58,16 @@ class LiveConnection(Protocol):
 @dataclass(slots=True)
 class Hub:
     settings: Settings
+    # Callbacks, socket subscribes and the timers: never waiting behind REST pollers.
     engine: AsyncEngine
+    # REST reads, on their own pool and in autocommit (one round trip a read, no BEGIN or ROLLBACK).
+    reads: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker[StatusFrame]
     backend: Backend
     publisher: Publisher
     metrics: Metrics
+    tokens: VerifiedTokens
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
     waker: Waker = field(default_factory=Waker)
@@ -92,9 +99,25 @@ async def read_snapshot(sessions: async_sessionmaker[AsyncSession], agent_id: st
 HubDep = NamedDependency[Hub]
 
 
+def read_pool_size(settings: Settings) -> int:
+    """Connections of the REST reads' pool: half the main one (at least 2), with no overflow."""
+    return max(2, settings.db_pool_size // 2)
+
+
+def _reads_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
+    """REST reads get a pool of their own on Postgres, so pollers can never starve callbacks. On the
+    embedded SQLite default (one process, one connection) they share the one engine."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return make_engine(
+        settings.database_url, pool_size=read_pool_size(settings), max_overflow=0, pool_timeout=READ_POOL_TIMEOUT
+    )
+
+
 @asynccontextmanager
 async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    reads = _reads_engine(settings, engine)
     redis: Redis | None = None
     backend: Backend
     if settings.redis_url is None:
@@ -116,6 +139,8 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         backend = RedisBackend(redis)
     sessions = make_session_factory(engine)
     await warm_pool(engine, settings.db_pool_size)
+    if reads is not engine:
+        await warm_pool(reads, read_pool_size(settings))
     metrics = Metrics()
     channel_prefix = settings.channel_prefix
 
@@ -133,11 +158,13 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             hub = Hub(
                 settings=settings,
                 engine=engine,
+                reads=reads.execution_options(isolation_level="AUTOCOMMIT"),
                 sessions=sessions,
                 broker=broker,
                 backend=backend,
                 publisher=publisher,
                 metrics=metrics,
+                tokens=VerifiedTokens(settings.jwt_secret),
             )
             try:
                 yield hub
@@ -149,3 +176,5 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             await redis.aclose()
             await redis.connection_pool.disconnect()
         await engine.dispose()
+        if reads is not engine:
+            await reads.dispose()

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 import jwt
 import pytest
+from litestar import Litestar
+from sqlalchemy import event
 
+from hub.runtime import Hub
+from hub.runtime.resources import read_pool_size
 from tests.support.api import Api, token_for
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET
 
@@ -145,3 +151,41 @@ async def test_reads_accept_the_dashboard_cookie(api: Api) -> None:
         assert (await api.client.get(f"/api/agents/{agent_id}/instance")).status_code == 403
     finally:
         api.client.cookies.clear()
+
+
+async def test_pollers_cannot_starve_callbacks_and_a_busy_replica_says_so(api: Api, app: Litestar) -> None:
+    hub: Hub = app.state.hub
+    agent_id, job_id = await api.new_job()
+    async with AsyncExitStack() as held:
+        # Every connection of the REST reads' pool taken, as a crowd of pollers would.
+        for _ in range(read_pool_size(hub.settings)):
+            await held.enter_async_context(hub.reads.connect())
+        busy = await api.status(agent_id)
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["Retry-After"] == "1"
+        assert "busy" in busy.json()["detail"] and "database" not in busy.json()["detail"]
+        callback = await api.callback({"job_id": job_id, "type": "heartbeat"})  # its own pool
+        assert callback.status_code == 200, callback.text
+    assert (await api.status(agent_id)).json()["version"] == callback.json()["version"]
+    assert hub.metrics.busy_answers >= 1
+
+
+async def test_a_poll_is_one_statement(api: Api, app: Litestar) -> None:
+    hub: Hub = app.state.hub
+    agent_id, _ = await api.new_job()
+    tag = (await api.status(agent_id)).headers["ETag"]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(hub.reads.sync_engine, "before_cursor_execute", count)
+    try:
+        assert (await api.status(agent_id, etag=tag)).status_code == 304
+        assert (await api.status(agent_id)).status_code == 200
+        listed = await api.client.get("/api/agents", headers={"Authorization": f"Bearer {token_for('owner-1')}"})
+        assert listed.status_code == 200
+    finally:
+        event.remove(hub.reads.sync_engine, "before_cursor_execute", count)
+    # One statement each, on an autocommit connection: no BEGIN, no ROLLBACK around it.
+    assert len(statements) == 3, statements

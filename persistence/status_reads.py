@@ -1,0 +1,91 @@
+"""The dashboard's reads, one round trip each: prebuilt Core statements that return the agent (owner
+included) with its newest instance, read on an autocommit connection (no BEGIN, no ROLLBACK)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Row, Table, and_, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from persistence.callback_store import InstanceState
+from persistence.models import Agent, AgentInstance
+
+_agents: Table = Agent.__table__  # type: ignore[assignment]
+_instances: Table = AgentInstance.__table__  # type: ignore[assignment]
+_older = _instances.alias("older")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    id: uuid.UUID
+    owner_id: str
+    name: str
+    created_at: datetime
+    # Its newest instance; None before its first provisioning.
+    instance: InstanceState | None
+
+
+def _with_newest_instance(*agent_columns: Any) -> Any:
+    """The agent's columns and its newest instance's (all None when it has none), by the unique
+    (agent_id, version): versions are monotonic per agent."""
+    newest = select(func.max(_older.c.version)).where(_older.c.agent_id == _agents.c.id).scalar_subquery()
+    return select(
+        *agent_columns,
+        _instances.c.id.label("instance_id"),
+        _instances.c.job_id,
+        _instances.c.status,
+        _instances.c.current_step,
+        _instances.c.error,
+        _instances.c.metadata.label("instance_metadata"),
+        _instances.c.last_heartbeat_at,
+        _instances.c.version,
+        _instances.c.updated_at,
+    ).select_from(
+        _agents.outerjoin(_instances, and_(_instances.c.agent_id == _agents.c.id, _instances.c.version == newest))
+    )
+
+
+# Built once: SQLAlchemy memoises a statement's cache key on the object, so reuse skips that work.
+_ONE: Final = _with_newest_instance(_agents.c.id.label("agent_id"), _agents.c.owner_id).where(
+    _agents.c.id == bindparam("agent_id")
+)
+_OF_OWNER: Final = (
+    _with_newest_instance(
+        _agents.c.id.label("agent_id"), _agents.c.owner_id, _agents.c.name, _agents.c.created_at.label("agent_created")
+    )
+    .where(_agents.c.owner_id == bindparam("owner_id"))
+    .order_by(_agents.c.created_at, _agents.c.id)
+)
+
+
+async def agent_status(connection: AsyncConnection, agent_id: uuid.UUID) -> tuple[str, InstanceState | None] | None:
+    """(owner id, newest instance or None) of one agent; None when there is no such agent."""
+    row = (await connection.execute(_ONE, {"agent_id": agent_id})).one_or_none()
+    return None if row is None else (row.owner_id, _instance(row))
+
+
+async def agents_of_owner(connection: AsyncConnection, owner_id: str) -> list[AgentRow]:
+    """Every agent of ``owner_id`` with its newest instance, oldest agent first."""
+    rows = (await connection.execute(_OF_OWNER, {"owner_id": owner_id})).all()
+    return [AgentRow(row.agent_id, row.owner_id, row.name, row.agent_created, _instance(row)) for row in rows]
+
+
+def _instance(row: Row[Any]) -> InstanceState | None:
+    if row.instance_id is None:
+        return None
+    return InstanceState(
+        id=row.instance_id,
+        agent_id=row.agent_id,
+        job_id=row.job_id,
+        status=row.status,
+        current_step=row.current_step,
+        error=row.error,
+        instance_metadata=dict(row.instance_metadata or {}),
+        last_heartbeat_at=row.last_heartbeat_at,
+        version=row.version,
+        updated_at=row.updated_at,
+    )
