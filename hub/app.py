@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> Litestar:
                 asyncio.create_task(sweep_sockets(hub), name="socket-deadlines"),
                 asyncio.create_task(reconcile_forever(hub), name="reconcile"),
                 asyncio.create_task(prune_forever(hub.engine, settings.event_retention), name="prune-events"),
+                asyncio.create_task(hub.versions.release_idle_forever(), name="poll-cache-release"),
             ]
             try:
                 yield

@@ -39,6 +39,7 @@ class StatusFrame:
 
     agent_id: str
     version: int
+    instance_id: str
     text: str  # the websocket message: {"type":"status","data":<status>}
     wire: bytes  # the same message as a complete websocket frame, written as is to every socket
 
@@ -48,7 +49,13 @@ def status_frame(_channel: str, data: bytes) -> StatusFrame:
     str for the ASGI send and as a ready websocket frame for direct writes."""
     head = _version_decoder.decode(data)
     message = _STATUS_HEAD + data + b"}"
-    return StatusFrame(agent_id=head.agentId, version=head.version, text=message.decode(), wire=text_frame(message))
+    return StatusFrame(
+        agent_id=head.agentId,
+        version=head.version,
+        instance_id=head.instanceId,
+        text=message.decode(),
+        wire=text_frame(message),
+    )
 
 
 def ping_message(versions: dict[str, int]) -> str:

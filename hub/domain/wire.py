@@ -76,10 +76,11 @@ class Provisioned(msgspec.Struct, rename="camel"):
 
 
 class VersionOnly(msgspec.Struct):
-    """Decodes just the version (and agent) of an encoded status, skipping everything else."""
+    """Decodes just the version (and agent, instance) of an encoded status, skipping everything else."""
 
     agentId: str
     version: int
+    instanceId: str = ""
 
 
 def agent_status(instance: AgentInstance | InstanceState) -> AgentStatus:

@@ -39,7 +39,7 @@ def _agent_key(raw: str) -> uuid.UUID:
     return key
 
 
-def etag(instance_id: uuid.UUID, version: int) -> str:
+def etag(instance_id: uuid.UUID | str, version: int) -> str:
     # Strong: the version changes with every visible change, so equal tags mean equal bytes.
     return f'"{instance_id}.{version}"'
 
@@ -66,6 +66,15 @@ async def get_instance(
     request: Request[Any, Any, Any], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
 ) -> Response[bytes]:
     key = _agent_key(agent_id)
+    known = hub.versions.current(str(key))
+    if known is not None:
+        # The agent's channel keeps this current: a poll that is current reads no database.
+        owner_id, instance_id, version = known
+        if owner_id != viewer.owner_id:
+            raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
+        tag = etag(instance_id, version)
+        if etag_matches(request.headers.get("if-none-match"), tag):
+            return Response(b"", status_code=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
     async with hub.reads.connect() as connection:
         found = await status_reads.agent_status(connection, key)
     if found is None:
@@ -75,6 +84,8 @@ async def get_instance(
         raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
     if instance is None:
         raise NotFoundException(f"Agent {agent_id} has not been provisioned yet.")
+    hub.versions.watch(str(key))
+    hub.versions.observed(str(key), str(instance.id), instance.version)
     tag = etag(instance.id, instance.version)
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
     if etag_matches(request.headers.get("if-none-match"), tag):
@@ -120,6 +131,7 @@ async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id
         except queries.ProvisioningConflict as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
     status = agent_status(instance)
+    hub.versions.observed(str(agent.id), str(instance.id), instance.version)
     await hub.publish_status(encode(status), agent_id=str(agent.id))
     reply = Provisioned(job_id=job.id, instance_id=str(instance.id), status=status)
     return Response(encode(reply), media_type=_JSON, status_code=201)

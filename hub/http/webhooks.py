@@ -45,6 +45,8 @@ async def github_callback(request: Request[Any, Any, Any], hub: HubDep) -> Respo
         # Encoded once, after commit; published once the answer is on its way, so the workflow
         # never waits for Redis (and a publish failure is only logged: Postgres has the truth).
         instance = outcome.to_publish
+        # This replica's polls see the change at once, before its publish comes back round.
+        hub.versions.observed(str(instance.agent_id), str(instance.id), instance.version)
         background = BackgroundTask(hub.publish_status, encode_status(instance), str(instance.agent_id))
     return Response(encode(outcome.reply), media_type="application/json", background=background)
 

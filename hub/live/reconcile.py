@@ -14,7 +14,7 @@ from hub.domain.frames import status_frame
 from hub.domain.wire import encode_status
 from hub.runtime import Hub
 from hub.runtime.pool import is_unavailable
-from hub.runtime.resources import LiveConnection
+from hub.runtime.resources import Watcher
 from persistence import queries
 from persistence.models import AgentInstance
 
@@ -43,12 +43,14 @@ async def reconcile_forever(hub: Hub) -> None:
 
 async def reconcile_once(hub: Hub) -> int:
     """Bring every local socket up to the version Postgres holds; returns how many were behind."""
-    watchers: dict[str, list[tuple[LiveConnection, int]]] = {}
+    watchers: dict[str, list[tuple[Watcher, int]]] = {}
     read = 0
-    for socket in list(hub.sockets):
-        held = socket.held_versions()
+    # The poll cache is reconciled like a socket: it holds a version of each agent polled lately.
+    everyone: list[Watcher] = [*hub.sockets, hub.versions]
+    for watcher in everyone:
+        held = watcher.held_versions()
         for agent_id, version in held.items():
-            watchers.setdefault(agent_id, []).append((socket, version))
+            watchers.setdefault(agent_id, []).append((watcher, version))
         read += len(held)
         if read >= YIELD_EVERY:
             read = 0
@@ -88,7 +90,7 @@ async def reconcile_once(hub: Hub) -> int:
                     await asyncio.sleep(0)
     hub.metrics.reconcile_repairs += repaired
     if repaired:
-        log.info("Reconcile: %d sockets were behind on %d agents; each got a fresh snapshot.", repaired, len(behind))
+        log.info("Reconcile: repaired %d sockets or poll cache entries behind on %d agents.", repaired, len(behind))
     return repaired
 
 

@@ -4,8 +4,9 @@ and the publish after commit."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,9 +25,10 @@ from hub.runtime.collector import ChurnCollector
 from hub.runtime.metrics import Metrics
 from hub.runtime.pool import warm_pool
 from hub.runtime.publisher import Publisher
+from hub.runtime.versions import VersionCache
 from hub.runtime.waker import Waker
 from hub.settings import Settings
-from persistence import make_engine, make_session_factory, queries
+from persistence import make_engine, make_session_factory, queries, status_reads
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,15 @@ READ_POOL_TIMEOUT = 1.0
 PUBLISH_FLUSH_GRACE = 2.0
 
 
-class LiveConnection(Protocol):
+class Watcher(Protocol):
+    """Something that holds a version of agents and takes newer ones: a socket, or the poll cache."""
+
+    def held_versions(self) -> dict[str, int]: ...
+
+    def offer(self, frame: StatusFrame) -> None: ...
+
+
+class LiveConnection(Watcher, Protocol):
     """What the hub needs of an open dashboard socket (hub.live.live_socket.LiveSocket)."""
 
     close_connection: Callable[[int, str], Coroutine[Any, Any, None]]
@@ -49,10 +59,6 @@ class LiveConnection(Protocol):
     def pending_count(self) -> int: ...
 
     def check(self, now: float) -> None: ...
-
-    def held_versions(self) -> dict[str, int]: ...
-
-    def offer(self, frame: StatusFrame) -> None: ...
 
 
 @dataclass(slots=True)
@@ -68,6 +74,8 @@ class Hub:
     publisher: Publisher
     metrics: Metrics
     tokens: VerifiedTokens
+    # Agents polled lately, kept current by their channels: a current poll reads no database.
+    versions: VersionCache
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
     waker: Waker = field(default_factory=Waker)
@@ -118,6 +126,7 @@ def _reads_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
 async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     reads = _reads_engine(settings, engine)
+    read_engine = reads.execution_options(isolation_level="AUTOCOMMIT")
     redis: Redis | None = None
     backend: Backend
     if settings.redis_url is None:
@@ -155,20 +164,34 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
                 await broker.publish(channel_name(channel_prefix, agent_id), data)
 
             publisher = Publisher(publish, metrics)
+
+            def subscribe(agent_id: str, deliver: Callable[[StatusFrame], None]) -> AbstractAsyncContextManager[None]:
+                return broker.subscribe(channel_name(channel_prefix, agent_id), deliver)
+
+            async def read_current(agent_id: uuid.UUID) -> tuple[str, uuid.UUID, int] | None:
+                async with read_engine.connect() as connection:
+                    found = await status_reads.agent_status(connection, agent_id)
+                if found is None or found[1] is None:
+                    return None
+                return found[0], found[1].id, found[1].version
+
+            versions = VersionCache(subscribe, read_current)
             hub = Hub(
                 settings=settings,
                 engine=engine,
-                reads=reads.execution_options(isolation_level="AUTOCOMMIT"),
+                reads=read_engine,
                 sessions=sessions,
                 broker=broker,
                 backend=backend,
                 publisher=publisher,
                 metrics=metrics,
                 tokens=VerifiedTokens(settings.jwt_secret),
+                versions=versions,
             )
             try:
                 yield hub
             finally:
+                await versions.close()
                 hub.waker.close()
                 await publisher.close(PUBLISH_FLUSH_GRACE)
     finally:

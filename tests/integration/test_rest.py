@@ -16,6 +16,7 @@ from hub.runtime import Hub
 from hub.runtime.resources import read_pool_size
 from tests.support.api import Api, token_for
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET
+from tests.support.waiting import wait_until
 
 
 async def test_conditional_get_answers_304_until_the_version_changes(api: Api) -> None:
@@ -170,22 +171,40 @@ async def test_pollers_cannot_starve_callbacks_and_a_busy_replica_says_so(api: A
     assert hub.metrics.busy_answers >= 1
 
 
-async def test_a_poll_is_one_statement(api: Api, app: Litestar) -> None:
+async def test_a_current_poll_reads_nothing_and_a_changed_one_a_single_statement(api: Api, app: Litestar) -> None:
     hub: Hub = app.state.hub
-    agent_id, _ = await api.new_job()
+    agent_id, job_id = await api.new_job()
     tag = (await api.status(agent_id)).headers["ETag"]
+    # The first poll starts watching the agent's channel; from then on its version is known here.
+    await wait_until(lambda: hub.versions.current(agent_id) is not None, what="the agent to be watched")
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    event.listen(hub.reads.sync_engine, "before_cursor_execute", count)
+    engines = (hub.reads.sync_engine, hub.engine.sync_engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
-        assert (await api.status(agent_id, etag=tag)).status_code == 304
-        assert (await api.status(agent_id)).status_code == 200
+        for _ in range(5):
+            assert (await api.status(agent_id, etag=tag)).status_code == 304
+        assert statements == []  # current polls: no database at all
+        changed = await api.callback({"job_id": job_id, "type": "heartbeat"})
+        newest = changed.json()["version"]
+        statements.clear()
+        # The callback's publish reaches the cache through the agent's channel.
+        await wait_until(lambda: _cached_version(hub, agent_id) == newest, what="the cache to hear the change")
+        fresh = await api.status(agent_id, etag=tag)
+        assert fresh.status_code == 200 and fresh.json()["version"] == changed.json()["version"]
         listed = await api.client.get("/api/agents", headers={"Authorization": f"Bearer {token_for('owner-1')}"})
         assert listed.status_code == 200
     finally:
-        event.remove(hub.reads.sync_engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
     # One statement each, on an autocommit connection: no BEGIN, no ROLLBACK around it.
-    assert len(statements) == 3, statements
+    assert len(statements) == 2, statements
+
+
+def _cached_version(hub: Hub, agent_id: str) -> int | None:
+    known = hub.versions.current(agent_id)
+    return None if known is None else known[2]
