@@ -64,9 +64,13 @@ async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def clean_db(db_engine: AsyncEngine) -> AsyncEngine:
-    """Isolation per test: every table empty when the test starts."""
+    """Isolation per test: every table empty when the test starts.
+
+    The session's hub may still be reading in the background (the poll cache's first read of an
+    agent, a reconcile), and a read locks agents before agent_instances: the TRUNCATE takes its
+    locks in that same order, so the two wait for each other instead of deadlocking."""
     async with db_engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE callback_events, agent_instances, provisioning_jobs, agents RESTART IDENTITY CASCADE")
+            text("TRUNCATE agents, provisioning_jobs, agent_instances, callback_events RESTART IDENTITY CASCADE")
         )
     return db_engine
