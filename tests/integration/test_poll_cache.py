@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
-from litestar import Litestar
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.live.reconcile import reconcile_once
 from hub.runtime import Hub
+from hub.settings import Settings
 from tests.support.api import Api
+from tests.support.live import LiveHub, live_hub
 from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+async def live(settings: Settings, clean_db: AsyncEngine) -> AsyncIterator[LiveHub]:
+    # No reconcile on its own timer here: each test runs the reconcile itself when it means to.
+    async with live_hub(settings, reconcile_interval=3600) as running:
+        yield running
 
 
 async def _watched(hub: Hub, api: Api, agent_id: str) -> str:
@@ -21,10 +31,8 @@ async def _watched(hub: Hub, api: Api, agent_id: str) -> str:
     return tag
 
 
-async def test_a_lost_publish_is_repaired_in_the_cache_by_the_reconcile(
-    api: Api, app: Litestar, clean_db: AsyncEngine
-) -> None:
-    hub: Hub = app.state.hub
+async def test_a_lost_publish_is_repaired_in_the_cache_by_the_reconcile(live: LiveHub, clean_db: AsyncEngine) -> None:
+    _, hub, api = live
     agent_id, _ = await api.new_job()
     tag = await _watched(hub, api, agent_id)
     async with clean_db.begin() as connection:  # committed, announced nowhere
@@ -37,16 +45,16 @@ async def test_a_lost_publish_is_repaired_in_the_cache_by_the_reconcile(
     assert fresh.status_code == 200 and fresh.json()["version"] == 2
 
 
-async def test_another_owner_is_refused_from_the_cache_too(api: Api, app: Litestar) -> None:
-    hub: Hub = app.state.hub
+async def test_another_owner_is_refused_from_the_cache_too(live: LiveHub) -> None:
+    _, hub, api = live
     agent_id, _ = await api.new_job("owner-1")
     tag = await _watched(hub, api, agent_id)
     refused = await api.status(agent_id, owner_id="owner-2", etag=tag)
     assert refused.status_code == 403
 
 
-async def test_an_agent_no_longer_polled_is_released_with_its_subscription(api: Api, app: Litestar) -> None:
-    hub: Hub = app.state.hub
+async def test_an_agent_no_longer_polled_is_released_with_its_subscription(live: LiveHub) -> None:
+    _, hub, api = live
     agent_id, _ = await api.new_job()
     await _watched(hub, api, agent_id)
     assert hub.channel(agent_id) in hub.broker.channels
