@@ -110,7 +110,7 @@ class VersionCache:
             await subscription.__aenter__()
         except Exception as exc:
             log.info("Could not watch agent %s for polls (%s); its polls read the database.", agent_id, exc)
-            self._entries.pop(agent_id, None)
+            self._forget(agent_id, entry)
             return
         entry.subscription = subscription
         if self._entries.get(agent_id) is not entry:  # released meanwhile
@@ -122,7 +122,7 @@ class VersionCache:
             log.info("Could not read agent %s for the poll cache (%s); its polls read the database.", agent_id, exc)
             found = None
         if found is None or self._entries.get(agent_id) is not entry:
-            self._entries.pop(agent_id, None)
+            self._forget(agent_id, entry)
             await self._leave(entry)
             return
         owner_id, instance_id, version = found
@@ -130,6 +130,10 @@ class VersionCache:
         if version > entry.version:
             entry.version, entry.instance_id = version, str(instance_id)
         entry.ready = True
+
+    def _forget(self, agent_id: str, entry: _Entry) -> None:
+        if self._entries.get(agent_id) is entry:
+            del self._entries[agent_id]
 
     async def release_idle(self, now: float) -> int:
         """Release the agents not polled for IDLE_AFTER seconds; how many were released."""
