@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from persistence.models import AgentInstance, CallbackEvent, ProvisioningJob, utcnow
@@ -63,23 +63,48 @@ class JobState:
         return (self.status, self.error) != self._original
 
 
+# An instance row as instance_from_row reads it (with the agent's id labelled agent_id beside it).
+# When the row is locked, these are re-read at its newest version after waiting for the lock, so a
+# callback that waited sees what the one before it wrote (subqueries keep the older snapshot).
+INSTANCE_COLUMNS: Final = (
+    _instances.c.id.label("instance_id"),
+    _instances.c.job_id,
+    _instances.c.status,
+    _instances.c.current_step,
+    _instances.c.error,
+    _instances.c.metadata.label("instance_metadata"),
+    _instances.c.last_heartbeat_at,
+    _instances.c.version,
+    _instances.c.updated_at,
+    _instances.c.last_heartbeat_delivery_id,
+    _instances.c.last_heartbeat_version,
+)
+
+
+def instance_from_row(row: Row[Any]) -> InstanceState:
+    """The instance of a row selected with INSTANCE_COLUMNS and an agent_id."""
+    return InstanceState(
+        id=row.instance_id,
+        agent_id=row.agent_id,
+        job_id=row.job_id,
+        status=row.status,
+        current_step=row.current_step,
+        error=row.error,
+        instance_metadata=dict(row.instance_metadata or {}),
+        last_heartbeat_at=row.last_heartbeat_at,
+        version=row.version,
+        updated_at=row.updated_at,
+        last_heartbeat_delivery_id=row.last_heartbeat_delivery_id,
+        last_heartbeat_version=row.last_heartbeat_version,
+    )
+
+
 def _lock_statement(with_delivery: bool) -> Any:
     columns: list[Any] = [
         _jobs.c.status.label("job_status"),
         _jobs.c.error.label("job_error"),
-        _instances.c.id.label("instance_id"),
         _instances.c.agent_id,
-        _instances.c.status,
-        _instances.c.current_step,
-        _instances.c.error,
-        _instances.c.metadata.label("instance_metadata"),
-        _instances.c.last_heartbeat_at,
-        _instances.c.version,
-        _instances.c.updated_at,
-        # Columns of the locked row itself, so a callback that waited for the lock sees what the
-        # one before it wrote (subqueries below keep the statement's older snapshot).
-        _instances.c.last_heartbeat_delivery_id,
-        _instances.c.last_heartbeat_version,
+        *INSTANCE_COLUMNS,
         # The agent's newest version over all its instances: a callback for a job whose instance
         # was superseded by a newer provisioning must not change anything (versions are per agent).
         select(func.max(_newer.c.version))
@@ -179,20 +204,7 @@ async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_i
     row = result.one_or_none()
     if row is None:
         return None
-    instance = InstanceState(
-        id=row.instance_id,
-        agent_id=row.agent_id,
-        job_id=job_id,
-        status=row.status,
-        current_step=row.current_step,
-        error=row.error,
-        instance_metadata=dict(row.instance_metadata or {}),
-        last_heartbeat_at=row.last_heartbeat_at,
-        version=row.version,
-        updated_at=row.updated_at,
-        last_heartbeat_delivery_id=row.last_heartbeat_delivery_id,
-        last_heartbeat_version=row.last_heartbeat_version,
-    )
+    instance = instance_from_row(row)
     found = delivery_id is not None and row.earlier_applied is not None
     return JobState(
         id=job_id,

@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import Row, Table, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence.callback_store import InstanceState
+from persistence.callback_store import INSTANCE_COLUMNS, InstanceState, instance_from_row
 from persistence.models import Agent, AgentInstance
 
 _agents: Table = Agent.__table__  # type: ignore[assignment]
@@ -33,18 +33,7 @@ def _with_newest_instance(*agent_columns: Any) -> Any:
     """The agent's columns and its newest instance's (all None when it has none), by the unique
     (agent_id, version): versions are monotonic per agent."""
     newest = select(func.max(_older.c.version)).where(_older.c.agent_id == _agents.c.id).scalar_subquery()
-    return select(
-        *agent_columns,
-        _instances.c.id.label("instance_id"),
-        _instances.c.job_id,
-        _instances.c.status,
-        _instances.c.current_step,
-        _instances.c.error,
-        _instances.c.metadata.label("instance_metadata"),
-        _instances.c.last_heartbeat_at,
-        _instances.c.version,
-        _instances.c.updated_at,
-    ).select_from(
+    return select(*agent_columns, *INSTANCE_COLUMNS).select_from(
         _agents.outerjoin(_instances, and_(_instances.c.agent_id == _agents.c.id, _instances.c.version == newest))
     )
 
@@ -75,17 +64,4 @@ async def agents_of_owner(connection: AsyncConnection, owner_id: str) -> list[Ag
 
 
 def _instance(row: Row[Any]) -> InstanceState | None:
-    if row.instance_id is None:
-        return None
-    return InstanceState(
-        id=row.instance_id,
-        agent_id=row.agent_id,
-        job_id=row.job_id,
-        status=row.status,
-        current_step=row.current_step,
-        error=row.error,
-        instance_metadata=dict(row.instance_metadata or {}),
-        last_heartbeat_at=row.last_heartbeat_at,
-        version=row.version,
-        updated_at=row.updated_at,
-    )
+    return None if row.instance_id is None else instance_from_row(row)
