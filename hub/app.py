@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from hub.domain.frames import CLOSE_SERVICE_RESTART
-from hub.http import agents, dashboard, errors, health, webhooks
+from hub.http import agents, dashboard, errors, health, openapi, webhooks
 from hub.http.guards import provide_viewer
 from hub.live import endpoints
 from hub.live.deadlines import sweep_sockets
@@ -76,12 +76,16 @@ def create_app(settings: Settings) -> Litestar:
             endpoints.dashboard_socket,
             health.health,
             dashboard.index,
+            dashboard.schema_page,
+            openapi.openapi_json,
             dashboard.static_files(),
         ],
         dependencies={"hub": Provide(_provide_hub, sync_to_thread=False), "viewer": Provide(provide_viewer)},
         exception_handlers=errors.EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         state=State({"settings": settings}),
+        # The document is hub.http.openapi's: the handlers read and answer raw bytes, which
+        # Litestar's generator cannot see through.
         openapi_config=None,
         # Request logging stays off: headers carry tokens that must never reach a log.
         logging_config=None,

@@ -10,12 +10,9 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.domain.steps import WORKFLOW_STEPS, workflow_step_order
-from hub.domain.wire import WebhookBody, WebhookReply
+from hub.domain.wire import CALLBACK_STATUSES, CALLBACK_TYPES, WebhookBody, WebhookReply
 from persistence.callback_store import InstanceState, JobState, lock_for_callback, save_callback
 from persistence.models import utcnow
-
-CALLBACK_STATUSES: Final = ("queued", "provisioning", "running", "failed", "stopped")
-CALLBACK_TYPES: Final = ("heartbeat",)
 
 # Instance transitions a callback may make; anything else is acknowledged and changes nothing.
 # running, failed and stopped are terminal for provisioning (a running agent may still be stopped).

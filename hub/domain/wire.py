@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Final
 
 import msgspec
 
-from hub.domain.steps import derive_steps
+from hub.domain.steps import UI_STEPS, WORKFLOW_STEPS, derive_steps
 from persistence.callback_store import InstanceState
 from persistence.models import AgentInstance
+
+# The values a callback may carry, and an instance's statuses (pending until its first callback).
+CALLBACK_STATUSES: Final = ("queued", "provisioning", "running", "failed", "stopped")
+CALLBACK_TYPES: Final = ("heartbeat",)
+INSTANCE_STATUSES: Final = ("pending", "provisioning", "running", "failed", "stopped")
+
+
+def _documented(**schema: Any) -> msgspec.Meta:
+    """Facts for the OpenAPI document only: decoding is unchanged, so a value outside them still
+    reaches the handler's own check, whose message names the field and the valid values."""
+    return msgspec.Meta(extra_json_schema=schema)
+
+
+Timestamp = Annotated[datetime, _documented(format="date-time")]
 
 
 class WebhookBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -17,9 +31,9 @@ class WebhookBody(msgspec.Struct, forbid_unknown_fields=False):
     decoding, so an unknown value is a 422 that lists them rather than a 400."""
 
     job_id: str
-    status: str | None = None
-    step: str | None = None
-    type: str | None = None
+    status: Annotated[str, _documented(enum=list(CALLBACK_STATUSES))] | None = None
+    step: Annotated[str, _documented(enum=list(WORKFLOW_STEPS))] | None = None
+    type: Annotated[str, _documented(enum=list(CALLBACK_TYPES))] | None = None
     metadata: dict[str, Any] | None = None
     error: str | None = None
 
@@ -31,9 +45,9 @@ class WebhookReply(msgspec.Struct, rename="camel"):
 
 
 class Step(msgspec.Struct):
-    key: str
+    key: Annotated[str, _documented(enum=[key for key, _ in UI_STEPS])]
     label: str
-    state: str
+    state: Annotated[str, _documented(enum=["completed", "active", "pending", "error"])]
 
 
 class AgentStatus(msgspec.Struct, rename="camel"):
@@ -42,31 +56,34 @@ class AgentStatus(msgspec.Struct, rename="camel"):
     agent_id: str
     instance_id: str
     job_id: str
-    status: str
-    current_step: str | None
+    status: Annotated[str, _documented(enum=list(INSTANCE_STATUSES))]
+    current_step: Annotated[str, _documented(enum=list(WORKFLOW_STEPS))] | None
     steps: list[Step]
     error: str | None
     metadata: dict[str, Any]
-    last_heartbeat_at: datetime | None
+    last_heartbeat_at: Timestamp | None
     version: int
-    updated_at: datetime
+    updated_at: Timestamp
 
 
 class AgentSummary(msgspec.Struct, rename="camel"):
     id: str
     owner_id: str
     name: str
-    created_at: datetime
+    created_at: Timestamp
     status: AgentStatus | None
 
 
+_Name = Annotated[str, _documented(minLength=1, maxLength=255, pattern=r"\S")]
+
+
 class NewAgent(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    owner_id: str
-    name: str
+    owner_id: _Name
+    name: _Name
 
 
 class ProvisionRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    job_id: str | None = None
+    job_id: Annotated[str, _documented(minLength=1, maxLength=128, pattern=r"\S")] | None = None
 
 
 class Provisioned(msgspec.Struct, rename="camel"):

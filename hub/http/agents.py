@@ -96,11 +96,8 @@ async def get_instance(
 @post("/api/agents", status_code=201, request_max_body_size=16 * 1024, guards=[admin_only])
 async def create_agent(request: Request[Any, Any, Any], hub: HubDep) -> Response[bytes]:
     body = _decode(_new_agent, await request.body())
-    for name, value in (("ownerId", body.owner_id), ("name", body.name)):
-        if not value.strip() or len(value) > 255:
-            raise HTTPException(
-                status_code=400, detail=f"Field {name} must be 1 to 255 characters.", extra={"field": name}
-            )
+    _check_text("ownerId", body.owner_id, 255)
+    _check_text("name", body.name, 255)
     async with hub.sessions() as session, session.begin():
         agent = await queries.create_agent(session, owner_id=body.owner_id, name=body.name)
     summary = _summary(agent.id, agent.owner_id, agent.name, agent.created_at, None)
@@ -117,10 +114,7 @@ async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id
     raw = await request.body()
     body = _decode(_provision_request, raw) if raw.strip() else ProvisionRequest()
     job_id = body.job_id if body.job_id is not None else uuid.uuid4().hex
-    if not job_id.strip() or len(job_id) > 128:
-        raise HTTPException(
-            status_code=400, detail="Field jobId must be 1 to 128 characters.", extra={"field": "jobId"}
-        )
+    _check_text("jobId", job_id, 128)
     key = _agent_key(agent_id)
     async with hub.sessions() as session, session.begin():
         agent = await queries.get_agent(session, key)
@@ -147,6 +141,17 @@ def _summary(
         created_at=created_at,
         status=None if instance is None else agent_status(instance),
     )
+
+
+def _check_text(field: str, value: str, longest: int) -> None:
+    """A name or id stored as Postgres text: not blank, bounded, and without NUL, which text cannot hold."""
+    if not value.strip() or len(value) > longest:
+        detail = f"Field {field} must be 1 to {longest} characters, not all blank."
+    elif "\x00" in value:
+        detail = f"Field {field} must not contain NUL characters."
+    else:
+        return
+    raise HTTPException(status_code=400, detail=detail, extra={"field": field})
 
 
 def _decode(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:

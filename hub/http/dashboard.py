@@ -1,4 +1,5 @@
-"""The dashboard page at ``/`` and its static files: plain HTML, CSS and ES modules, no build step."""
+"""The dashboard page at ``/``, the API page at ``/schema`` and their static files: plain HTML, CSS and
+ES modules, no build step."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def index() -> File:
         # Litestar appends "; charset=utf-8" to text types itself.
         media_type="text/html",
         headers=_PAGE_HEADERS,
+    )
+
+
+@get("/schema", include_in_schema=False, sync_to_thread=False)
+def schema_page() -> File:
+    """The OpenAPI document as a page, rendered by a script of this origin (no third-party code)."""
+    return File(
+        STATIC_DIR / "schema.html", content_disposition_type="inline", media_type="text/html", headers=_PAGE_HEADERS
     )
 
 

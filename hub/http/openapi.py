@@ -1,0 +1,303 @@
+"""The OpenAPI 3.1 document (``/schema/openapi.json``) and its page (``/schema``).
+
+The handlers read their bodies raw (a callback's signature is checked on the exact bytes before
+anything parses them) and answer with pre-encoded bytes, so Litestar cannot see what they take and
+give. The document is therefore declared here, next to nothing but facts about each handler, and
+built from the same msgspec structs the handlers decode and encode; paths and methods come from
+the handlers themselves, and a test checks that every route the app serves is described.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from hub.domain.wire import (
+    AgentStatus,
+    AgentSummary,
+    NewAgent,
+    Provisioned,
+    ProvisionRequest,
+    WebhookBody,
+    WebhookReply,
+)
+from hub.http import agents, health, webhooks
+
+OPENAPI_PATH: Final = "/schema/openapi.json"
+_REF: Final = "#/components/schemas/{name}"
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer: the status code again, a message meant for a person, and for some 400s
+    the offending field."""
+
+    status_code: int
+    detail: str
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    description: str
+    body: Any = None  # a msgspec type (a Struct, or a list of them); None: no body
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Documented:
+    handler: HTTPRouteHandler
+    summary: str
+    description: str
+    security: tuple[str, ...]  # any one of these schemes; () for none
+    answers: Mapping[int, Answer]
+    request: Any = None  # the body's msgspec type
+    request_required: bool = True
+    request_headers: Mapping[str, str] = field(default_factory=dict)  # name -> description
+    tags: tuple[str, ...] = ()
+
+
+_HEADERS: Final[dict[str, dict[str, Any]]] = {
+    "ETag": {"description": 'Strong tag of this version: `"<instanceId>.<version>"`.', "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "string"}},
+    "WWW-Authenticate": {"description": "The scheme and realm to authenticate with.", "schema": {"type": "string"}},
+}
+
+_SECURITY_SCHEMES: Final = {
+    "dashboardToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An HS256 JWT signed with HUB_JWT_SECRET by the main application; `sub` is the owner id, "
+        "`exp` is required. A token reads only its owner's agents.",
+    },
+    "dashboardCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "status_hub_token",
+        "description": "The same dashboard JWT, in a cookie the main application may set HttpOnly.",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "HUB_ADMIN_TOKEN: the main application's service-to-service calls.",
+    },
+    "webhookSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Hub-Signature-256",
+        "description": "`sha256=<hex HMAC-SHA256 of the raw body under HUB_WEBHOOK_SECRET>`, as GitHub signs webhooks.",
+    },
+}
+
+
+def _error(description: str, *headers: str) -> Answer:
+    return Answer(description, ErrorBody, headers)
+
+
+_UNAUTHENTICATED: Final = _error("No dashboard token, or one that does not verify or has expired.", "WWW-Authenticate")
+_BUSY: Final = _error(
+    "The database is unavailable, or this replica is busy (no connection came free in time); the message says "
+    "which. Retry after Retry-After seconds.",
+    "Retry-After",
+)
+_NOT_AN_AGENT: Final = _error("No agent with this id (any string that is not a known agent's UUID).")
+
+DOCUMENTED: Final[tuple[Documented, ...]] = (
+    Documented(
+        handler=webhooks.github_callback,
+        summary="Report a provisioning workflow's progress",
+        description="A workflow callback, signed over the raw body. Idempotent by `X-GitHub-Delivery` (or "
+        "`Idempotency-Key`): a redelivery gets the first answer again and is applied once.",
+        security=("webhookSignature",),
+        request=WebhookBody,
+        request_headers={
+            "X-GitHub-Delivery": "The delivery id (1 to 128 characters): a redelivery with it is applied once.",
+            "Idempotency-Key": "Used as the delivery id when X-GitHub-Delivery is absent.",
+        },
+        answers={
+            200: Answer(
+                "Received; `applied` says whether it changed the status, `version` is the current one.", WebhookReply
+            ),
+            400: _error("Malformed JSON, a missing or mistyped field (named in the message), or a bad delivery id."),
+            401: _error("Missing or invalid X-Hub-Signature-256."),
+            404: _error("No job with this `job_id`."),
+            409: _error("This delivery id was already used for another job."),
+            413: _error("The body is over 64 KiB, or the instance's merged metadata over 16 KiB."),
+            422: _error("Unknown `status`, `step` or `type`; the message lists the valid values."),
+            503: _BUSY,
+        },
+        tags=("workflows",),
+    ),
+    Documented(
+        handler=agents.list_agents,
+        summary="List the owner's agents",
+        description="A dashboard's first load: every agent of the token's owner with its current status "
+        "(null before its first provisioning).",
+        security=("dashboardToken", "dashboardCookie"),
+        answers={200: Answer("The owner's agents.", list[AgentSummary]), 401: _UNAUTHENTICATED, 503: _BUSY},
+        tags=("dashboards",),
+    ),
+    Documented(
+        handler=agents.get_instance,
+        summary="Read an agent's current status",
+        description="The REST fallback of the live socket. Poll with `If-None-Match: <ETag>`: a current "
+        "poll is answered 304 without a body (from memory on a replica that watches the agent).",
+        security=("dashboardToken", "dashboardCookie"),
+        request_headers={"If-None-Match": "The ETag of the version the client has."},
+        answers={
+            200: Answer("The agent's status.", AgentStatus, ("ETag",)),
+            304: Answer("The client's version is current.", None, ("ETag",)),
+            401: _UNAUTHENTICATED,
+            403: _error("The agent belongs to another owner."),
+            404: _error("No agent with this id, or the agent has not been provisioned yet."),
+            503: _BUSY,
+        },
+        tags=("dashboards",),
+    ),
+    Documented(
+        handler=agents.create_agent,
+        summary="Create an agent",
+        description="The main application registers an agent for an owner.",
+        security=("adminToken",),
+        request=NewAgent,
+        answers={
+            201: Answer("The new agent; `status` is null until it is provisioned.", AgentSummary),
+            400: _error("Malformed JSON, or a missing, mistyped, blank or too long field (named in the message)."),
+            401: _error("No admin token, or a wrong one.", "WWW-Authenticate"),
+            413: _error("The body is over 16 KiB."),
+            503: _BUSY,
+        },
+        tags=("admin",),
+    ),
+    Documented(
+        handler=agents.provision_agent,
+        summary="Start provisioning an agent",
+        description="Creates a queued job and a pending instance, and publishes the new status. The body may "
+        "be empty; without `jobId` the hub makes one.",
+        security=("adminToken",),
+        request=ProvisionRequest,
+        request_required=False,
+        answers={
+            201: Answer("The job id to hand to the workflow, and the new status.", Provisioned),
+            400: _error("Malformed JSON, or a mistyped or too long `jobId`."),
+            401: _error("No admin token, or a wrong one.", "WWW-Authenticate"),
+            404: _NOT_AN_AGENT,
+            409: _error("A provisioning of this agent is in progress, or the job id is taken."),
+            413: _error("The body is over 16 KiB."),
+            503: _BUSY,
+        },
+        tags=("admin",),
+    ),
+    Documented(
+        handler=health.health,
+        summary="This replica's health",
+        description="200 while the database answers, 503 when it does not; with the replica's counters.",
+        security=(),
+        answers={
+            200: Answer("The database answers.", health.Health),
+            503: Answer("The database does not answer.", health.Health),
+        },
+        tags=("operations",),
+    ),
+)
+
+_DESCRIPTION: Final = """\
+Provisioning workflows report progress by signed callbacks; dashboards read each agent's status here
+and receive every new version live over a websocket.
+
+Websockets (not described as operations, which OpenAPI cannot express):
+`/api/agents/{agentId}/instance/ws[?version=N]` (one agent) and `/api/ws` (many, subscribed by client
+frames `{"type":"subscribe","agentIds":[...],"versions":{...}}`). Authenticate with the dashboard
+token (Authorization header, the subprotocols `status-hub.v1` and `bearer.<jwt>`, or the cookie).
+Server frames: `{"type":"status","data":<AgentStatus>}`, `{"type":"ping","versions":{...}}` and
+`{"type":"error","agentId":...,"agentIds":[...],"code":...,"message":...}`.
+"""
+
+
+def _path_template(path: str) -> str:
+    # Litestar's "{agent_id:str}" -> OpenAPI's "{agent_id}".
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
+def _media(type_: Any) -> dict[str, Any]:
+    return {"application/json": {"schema": msgspec.json.schema_components([type_], ref_template=_REF)[0][0]}}
+
+
+def _operation(entry: Documented, path: str, method: str) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": "The agent's id."}
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
+    parameters += [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": text}
+        for name, text in entry.request_headers.items()
+    ]
+    responses: dict[str, Any] = {}
+    for status, answer in sorted(entry.answers.items()):
+        response: dict[str, Any] = {"description": answer.description}
+        if answer.body is not None:
+            response["content"] = _media(answer.body)
+        if answer.headers:
+            response["headers"] = {name: _HEADERS[name] for name in answer.headers}
+        responses[str(status)] = response
+    operation: dict[str, Any] = {
+        "operationId": entry.handler.handler_name,
+        "summary": entry.summary,
+        "description": entry.description,
+        "tags": list(entry.tags),
+        "parameters": parameters,
+        "responses": responses,
+        # Alternatives: any one scheme of the list. An empty list says "no authentication".
+        "security": [{scheme: []} for scheme in entry.security],
+    }
+    if entry.request is not None:
+        operation["requestBody"] = {"required": entry.request_required, "content": _media(entry.request)}
+    return operation
+
+
+def build_document(documented: Iterable[Documented] = DOCUMENTED) -> dict[str, Any]:
+    entries = list(documented)
+    types: list[Any] = [ErrorBody]
+    for entry in entries:
+        types += [answer.body for answer in entry.answers.values() if answer.body is not None]
+        if entry.request is not None:
+            types.append(entry.request)
+    _, schemas = msgspec.json.schema_components(types, ref_template=_REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        for raw_path in sorted(entry.handler.paths):
+            path = _path_template(raw_path)
+            for method in sorted(entry.handler.http_methods):
+                paths.setdefault(path, {})[method.lower()] = _operation(entry, path, method)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "status-hub", "version": _version(), "description": _DESCRIPTION},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("status-hub")
+    except PackageNotFoundError:
+        return "0"
+
+
+_DOCUMENT: bytes | None = None
+
+
+@get(OPENAPI_PATH, include_in_schema=False, sync_to_thread=False)
+def openapi_json() -> Response[bytes]:
+    global _DOCUMENT
+    if _DOCUMENT is None:
+        _DOCUMENT = msgspec.json.encode(build_document())
+    return Response(_DOCUMENT, media_type="application/json", headers={"Cache-Control": "no-cache"})
