@@ -27,6 +27,8 @@ ERROR_TOO_MANY_AGENTS: Final = 4429
 ERROR_UNAVAILABLE: Final = 4503  # the database is unavailable: subscribe again in a few seconds
 
 UNAVAILABLE_MESSAGE: Final = "The database is unavailable; subscribe again in a few seconds."
+# Same code, when the database is fine but no connection of this replica's pool came free in time.
+BUSY_MESSAGE: Final = "This replica is busy; subscribe again in a few seconds."
 
 _STATUS_HEAD: Final = b'{"type":"status","data":'
 _encoder = msgspec.json.Encoder()

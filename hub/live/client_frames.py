@@ -17,25 +17,24 @@ from hub.domain.frames import (
     ERROR_FRAME_TOO_LARGE,
     ERROR_TOO_MANY_AGENTS,
     ERROR_UNAVAILABLE,
-    UNAVAILABLE_MESSAGE,
     error_message,
 )
 from hub.domain.tokens import Viewer
 from hub.live.connection import send_text
 from hub.live.live_socket import MAX_SUBSCRIPTIONS, LiveSocket
 from hub.runtime import Hub
-from hub.runtime.pool import is_unavailable
+from hub.runtime.pool import is_unavailable, unavailable_message
 from persistence import queries
 
 MAX_CLIENT_FRAME: Final = 64 * 1024
 
 # (agent id, error code, message) of an agent a socket may not watch.
 Refusal = tuple[str, int, str]
-# The message of an error frame that lists several agents, by its code.
+# The message of an error frame that lists several agents, by its code; other codes' messages
+# name no agent, and the first one serves the whole group.
 _SEVERAL: Final = {
     CLOSE_FORBIDDEN: "These agents belong to another owner.",
     CLOSE_NOT_FOUND: "No agents with these ids.",
-    ERROR_UNAVAILABLE: UNAVAILABLE_MESSAGE,
 }
 
 # Client frames a socket may send: a burst of BURST, then RATE per second sustained. A socket past it
@@ -123,7 +122,7 @@ async def handle_client_frame(
     except Exception as exc:
         if not is_unavailable(exc):
             raise
-        allowed, refusals = [], [(agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE) for agent_id in added]
+        allowed, refusals = [], [(agent_id, ERROR_UNAVAILABLE, unavailable_message(exc)) for agent_id in added]
     await _send_refusals(socket, refusals)
     unavailable: list[Refusal] = []
     for agent_id in allowed:
@@ -133,7 +132,7 @@ async def handle_client_frame(
             if not is_unavailable(exc):
                 raise
             # One agent's snapshot failing must not take the whole dashboard's socket down.
-            unavailable.append((agent_id, ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE))
+            unavailable.append((agent_id, ERROR_UNAVAILABLE, unavailable_message(exc)))
     await _send_refusals(socket, unavailable)
 
 
@@ -144,7 +143,7 @@ async def _send_refusals(socket: WebSocket[Any, Any, Any], refusals: list[Refusa
     for refusal in refusals:
         by_code.setdefault(refusal[1], []).append(refusal)
     for code, group in by_code.items():
-        message = group[0][2] if len(group) == 1 else _SEVERAL[code]
+        message = _SEVERAL[code] if len(group) > 1 and code in _SEVERAL else group[0][2]
         await send_error(socket, [agent_id for agent_id, _, _ in group], code, message)
 
 

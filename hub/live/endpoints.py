@@ -15,14 +15,13 @@ from hub.domain.frames import (
     CLOSE_POLICY,
     CLOSE_TOO_SLOW,
     ERROR_UNAVAILABLE,
-    UNAVAILABLE_MESSAGE,
 )
 from hub.domain.tokens import Viewer
 from hub.live.client_frames import FRAME_RATE, FrameBudget, authorize, handle_client_frame, send_error
 from hub.live.connection import close_socket, open_socket, send_text
 from hub.live.live_socket import CLOSE_GRACE, WRITE_FRAME_EXTENSION, LiveSocket, TooSlow, WriteFrame
 from hub.runtime import Hub, HubDep
-from hub.runtime.pool import is_unavailable
+from hub.runtime.pool import is_unavailable, unavailable_message
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +127,9 @@ async def _watch_first(
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
-            log.info("The database is unavailable for a new socket of agent %s; retrying in %g s.", agent_id, delay)
-        await send_error(socket, [agent_id], ERROR_UNAVAILABLE, UNAVAILABLE_MESSAGE)
+            message = unavailable_message(exc)
+            log.info("No snapshot for a new socket of agent %s (%s); retrying in %g s.", agent_id, message, delay)
+        await send_error(socket, [agent_id], ERROR_UNAVAILABLE, message)
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX)
 

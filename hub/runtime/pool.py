@@ -10,6 +10,8 @@ from typing import Final
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.domain.frames import BUSY_MESSAGE, UNAVAILABLE_MESSAGE
+
 log = logging.getLogger(__name__)
 
 # Errors that mean "the database cannot be reached now" (asyncpg connect failures surface as OSError,
@@ -32,6 +34,12 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(exc, "sqlstate", None)
     return isinstance(sqlstate, str) and (sqlstate.startswith(_NOT_NOW_CLASSES) or sqlstate in _NOT_NOW_STATES)
+
+
+def unavailable_message(exc: BaseException) -> str:
+    """The 4503 frame's message for an ``is_unavailable`` error: an exhausted pool is this replica
+    being busy, which the client must not be told is a database outage."""
+    return BUSY_MESSAGE if isinstance(exc, sa_exc.TimeoutError) else UNAVAILABLE_MESSAGE
 
 
 async def warm_pool(engine: AsyncEngine, size: int) -> None:

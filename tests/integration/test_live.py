@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import jwt
@@ -307,3 +308,16 @@ async def test_an_unreachable_database_refuses_subscriptions_but_keeps_the_socke
         assert (error["agentId"], error["code"]) == (agent_id, 4503)
         assert "unavailable" in error["message"]
         assert (await next_frame(ws, "ping"))["versions"] == {}
+
+
+async def test_an_exhausted_pool_refuses_subscriptions_as_busy_not_as_a_database_outage(settings: Settings) -> None:
+    async with live_hub(settings, db_pool_size=1) as (base, hub, api), AsyncExitStack() as held:
+        agent_id, _ = await api.new_job()
+        # Every connection of the main pool (1, and as many overflow) taken, as a burst of callbacks would.
+        for _ in range(2):
+            await held.enter_async_context(hub.engine.connect())
+        async with open_socket(base, "/api/ws") as ws:
+            await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent_id]}))
+            error = await next_frame(ws, "error", timeout=30)
+            assert (error["agentId"], error["code"]) == (agent_id, 4503)
+            assert "busy" in error["message"] and "database" not in error["message"]
