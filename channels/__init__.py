@@ -3,7 +3,7 @@
 from channels.backend import Backend, Event, Message, Restored
 from channels.broker import Broker
 from channels.memory import MemoryBackend
-from channels.naming import agent_of, channel_name
+from channels.naming import agent_of, canary_channel, channel_name
 from channels.redis_backend import RedisBackend
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "RedisBackend",
     "Restored",
     "agent_of",
+    "canary_channel",
     "channel_name",
 ]

@@ -53,9 +53,10 @@ class _Channel(Generic[T]):
 class Broker(Generic[T]):
     """Fans messages of a `Backend` out to local subscribers, decoding each message once.
 
-    `decode(channel, data)` runs once per message, then every local subscriber's `deliver(value)`;
-    both must be quick and must not block. `resync(channel)` returns a fresh snapshot (or None)
-    after the backend reports a lost-and-restored subscription; at most `resync_limit` run at once.
+    `decode(channel, data)` runs once per message, then every local subscriber's `deliver(value)`,
+    then `dispatched(value)` when given; all must be quick and must not block. `resync(channel)`
+    returns a fresh snapshot (or None) after the backend reports a lost-and-restored subscription;
+    at most `resync_limit` run at once.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class Broker(Generic[T]):
         resync: Callable[[str], Awaitable[bytes | None]] | None = None,
         *,
         resync_limit: int = 16,
+        dispatched: Callable[[T], None] | None = None,
     ) -> None:
         if resync_limit < 1:
             raise ValueError(f"resync_limit must be at least 1, got {resync_limit}.")
@@ -72,6 +74,7 @@ class Broker(Generic[T]):
         self._decode = decode
         self._resync = resync
         self._resync_limit = resync_limit
+        self._dispatched = dispatched
         self._channels: dict[str, _Channel[T]] = {}
         self._listener: asyncio.Task[None] | None = None
         # Cleanups that outlived a cancelled caller, and resyncs in flight: awaited or cancelled
@@ -234,6 +237,11 @@ class Broker(Generic[T]):
                 subscriber.deliver(value)
             except Exception:
                 logger.exception("A subscriber of channel %s failed to take a message.", channel)
+        if self._dispatched is not None:
+            try:
+                self._dispatched(value)
+            except Exception:
+                logger.exception("The dispatched hook failed on channel %s.", channel)
 
     def _start_resync(self, restored: tuple[str, ...]) -> None:
         channels = [channel for channel in restored if self.subscriber_count(channel)]

@@ -20,3 +20,10 @@ def agent_of(prefix: str, channel: str) -> str:
     if not channel.startswith(head) or len(channel) == len(head):
         raise ValueError(f"Expected a channel named {head}<agent id>, got {channel!r}.")
     return channel[len(head) :]
+
+
+def canary_channel(prefix: str, replica: str) -> str:
+    """Return the channel a replica publishes its readiness canary on and listens to, alone."""
+    if not replica:
+        raise ValueError("A replica id is required to name its canary channel, but an empty string was given.")
+    return f"{prefix}canary:{replica}"

@@ -15,10 +15,13 @@ from litestar.di import Provide
 from hub.domain.frames import CLOSE_SERVICE_RESTART
 from hub.http import agents, dashboard, errors, health, openapi, webhooks
 from hub.http.guards import provide_viewer
+from hub.http.instrumentation import http_metrics
 from hub.live import endpoints
 from hub.live.deadlines import sweep_sockets
+from hub.live.drain import install_drain
 from hub.live.reconcile import reconcile_forever
 from hub.runtime import Hub, open_hub
+from hub.runtime.metrics import mark_worker_gone, refresh_forever
 from hub.runtime.retention import prune_forever
 from hub.settings import Settings
 
@@ -43,14 +46,19 @@ def create_app(settings: Settings) -> Litestar:
                 asyncio.create_task(reconcile_forever(hub), name="reconcile"),
                 asyncio.create_task(prune_forever(hub.engine, settings.event_retention), name="prune-events"),
                 asyncio.create_task(hub.versions.release_idle_forever(), name="poll-cache-release"),
+                asyncio.create_task(hub.canary.run(), name="readiness-canary"),
+                asyncio.create_task(refresh_forever(hub.refresh_metrics), name="metrics-refresh"),
             ]
+            undo_drain = install_drain(hub)
             try:
                 yield
             finally:
+                undo_drain()
                 for timer in timers:
                     timer.cancel()
                 # Awaited: a prune or reconcile mid-query must end before the engine is disposed.
                 await asyncio.gather(*timers, return_exceptions=True)
+                mark_worker_gone()
                 # uvicorn already sends 1012 on shutdown; this covers servers that do not, all at once
                 # and bounded, so stalled clients cannot hold the shutdown.
                 closing = [
@@ -75,6 +83,9 @@ def create_app(settings: Settings) -> Litestar:
             endpoints.agent_socket,
             endpoints.dashboard_socket,
             health.health,
+            health.liveness,
+            health.readiness,
+            health.metrics,
             dashboard.index,
             dashboard.schema_page,
             openapi.openapi_json,
@@ -82,6 +93,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         dependencies={"hub": Provide(_provide_hub, sync_to_thread=False), "viewer": Provide(provide_viewer)},
         exception_handlers=errors.EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[http_metrics],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         # The document is hub.http.openapi's: the handlers read and answer raw bytes, which

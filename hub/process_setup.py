@@ -7,6 +7,11 @@ import copy
 import gc
 import logging.config
 import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
 import uvicorn
@@ -16,6 +21,7 @@ from uvicorn.config import LOGGING_CONFIG
 from hub.app import create_app
 from hub.live.client_frames import MAX_CLIENT_FRAME
 from hub.live.transport import WebSocketProtocol
+from hub.runtime.metrics import MULTIPROCESS_DIR_VARIABLE
 from hub.settings import Settings
 
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -90,7 +96,27 @@ def worker_app() -> Litestar:
 
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     options = {**server_options(settings), "host": host, "port": port}
+    # uvicorn raises the SIGTERM it handled again once it has stopped, to end the process the way the
+    # signal would have; by then the hub has drained and stopped cleanly, so the process exits 0.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     if workers > 1:
-        uvicorn.run("hub.process_setup:worker_app", factory=True, workers=workers, **options)
+        with shared_metrics_dir():
+            uvicorn.run("hub.process_setup:worker_app", factory=True, workers=workers, **options)
         return
     uvicorn.run(build_app(settings), **options)
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[Path]:
+    """A fresh directory where the workers write their metrics, for /metrics to sum; removed when
+    ``serve`` ends. Set in the environment the workers inherit, before any of them starts."""
+    with tempfile.TemporaryDirectory(prefix="status-hub-metrics-") as directory:
+        previous = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
+        try:
+            yield Path(directory)
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)
+            else:
+                os.environ[MULTIPROCESS_DIR_VARIABLE] = previous

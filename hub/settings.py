@@ -19,8 +19,8 @@ _MIN_JWT_SECRET_LENGTH = 32
 _MAX_PING_INTERVAL = 30.0
 # One reconcile query per interval per replica: more often than once a second buys nothing.
 _MIN_RECONCILE_INTERVAL = 1.0
-# Settings where 0 means "never" rather than an invalid value.
-_ZERO_MEANS_NEVER = ("event_retention",)
+# Settings where 0 is meaningful ("never", "none") rather than an invalid value.
+_ZERO_ALLOWED = ("event_retention", "drain_delay")
 
 
 class SettingsError(ValueError):
@@ -43,6 +43,12 @@ class Settings:
     # Seconds the event log keeps a callback (and so its delivery id); 0 keeps them forever.
     event_retention: int = 30 * 24 * 3600
     log_level: str = "INFO"
+    # When set, GET /metrics asks for it as a bearer token.
+    metrics_token: str = field(default="", repr=False)
+    # On SIGTERM: seconds still served, not ready, before sockets are closed; then the window their
+    # 1012 closes are spread over.
+    drain_delay: float = 5.0
+    drain_seconds: float = 10.0
     # Secrets generated for this run on the embedded default; printed once at start-up.
     generated_secrets: tuple[str, ...] = ()
 
@@ -63,7 +69,7 @@ class Settings:
             if name not in known:
                 valid = ", ".join(sorted(PREFIX + n.upper() for n in known))
                 raise SettingsError(f"Unknown variable {key}; the hub reads only: {valid}.")
-            values[name] = _convert(key, raw, known[name].type, allow_zero=name in _ZERO_MEANS_NEVER)
+            values[name] = _convert(key, raw, known[name].type, allow_zero=name in _ZERO_ALLOWED)
         return cls.build(**values)
 
     @classmethod
@@ -104,6 +110,8 @@ class Settings:
                 f"HUB_RECONCILE_INTERVAL must be at least {_MIN_RECONCILE_INTERVAL:g} second; "
                 f"got {settings.reconcile_interval:g}."
             )
+        if settings.metrics_token and len(settings.metrics_token) < _MIN_SECRET_LENGTH:
+            raise SettingsError(f"HUB_METRICS_TOKEN must be at least {_MIN_SECRET_LENGTH} characters long.")
         if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(
                 f"HUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR; got {settings.log_level!r}."
@@ -124,8 +132,9 @@ def _convert(key: str, raw: str, annotation: object, *, allow_zero: bool = False
     if kind == "float":
         number = _number(key, raw, float)
         # nan compares false with everything: it would silently disable the deadline it sets.
-        if not math.isfinite(number) or number <= 0:
-            raise SettingsError(f"{key} must be a finite, positive number of seconds; got {raw!r}.")
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+            expected = "0 or a finite, positive number" if allow_zero else "a finite, positive number"
+            raise SettingsError(f"{key} must be {expected} of seconds; got {raw!r}.")
         return number
     if "None" in kind and not raw.strip():
         return None

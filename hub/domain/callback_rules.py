@@ -51,6 +51,8 @@ class Outcome:
     # redelivery (its first publish may be what was lost; clients drop versions they have). None
     # when there is nothing to tell.
     to_publish: InstanceState | None
+    # A redelivery, answered as the first time.
+    duplicate: bool = False
 
 
 def parse(raw: bytes) -> tuple[WebhookBody, dict[str, Any]]:
@@ -104,7 +106,7 @@ async def apply(
     if delivery_id is not None:
         earlier = _earlier_answer(job, delivery_id)
         if earlier is not None:
-            return Outcome(earlier, instance if job.current else None)
+            return Outcome(earlier, instance if job.current else None, duplicate=True)
 
     if not job.current:
         applied = False  # the agent was provisioned again: this job's instance is history

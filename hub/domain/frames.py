@@ -4,6 +4,8 @@ RFC 6455 frame that carries a status to every socket. Pure: encoded once, shared
 from __future__ import annotations
 
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,6 +37,30 @@ _encoder = msgspec.json.Encoder()
 _version_decoder = msgspec.json.Decoder(VersionOnly)
 
 
+class Delivery:
+    """How far one change has got on its way to this process's sockets, for the delivery-lag
+    figure: one hold per socket whose outbox took it (and one by the fan-out until it has offered
+    it to every socket); when the last hold is released, the lag from its commit is observed once,
+    if at least one socket was written."""
+
+    __slots__ = ("_observe", "committed_at", "holds", "written")
+
+    def __init__(self, committed_at: float, observe: Callable[[float], None]) -> None:
+        self.committed_at = committed_at
+        self.holds = 1
+        self.written = False
+        self._observe = observe
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def release(self, written: bool) -> None:
+        self.written = self.written or written
+        self.holds -= 1
+        if self.holds == 0 and self.written:
+            self._observe(time.time() - self.committed_at)
+
+
 @dataclass(frozen=True, slots=True)
 class StatusFrame:
     """One published status, decoded once per process and shared by every local socket."""
@@ -44,20 +70,28 @@ class StatusFrame:
     instance_id: str
     text: str  # the websocket message: {"type":"status","data":<status>}
     wire: bytes  # the same message as a complete websocket frame, written as is to every socket
+    # Set on a change as it arrives from the broker; None on a snapshot (not a change: its age
+    # is not a delivery lag).
+    delivery: Delivery | None = None
 
 
 def status_frame(_channel: str, data: bytes) -> StatusFrame:
     """Decode a published status (its agent and version only) and build its message once, both as
     str for the ASGI send and as a ready websocket frame for direct writes."""
+    return _frame(data, None)
+
+
+def tracked_frame(data: bytes, observe: Callable[[float], None]) -> StatusFrame:
+    """``status_frame`` for a change arriving from the broker: its delivery is tracked from its commit
+    (the status's ``updatedAt``, stamped in the transaction that made it) to its last local write."""
+    return _frame(data, observe)
+
+
+def _frame(data: bytes, observe: Callable[[float], None] | None) -> StatusFrame:
     head = _version_decoder.decode(data)
     message = _STATUS_HEAD + data + b"}"
-    return StatusFrame(
-        agent_id=head.agentId,
-        version=head.version,
-        instance_id=head.instanceId,
-        text=message.decode(),
-        wire=text_frame(message),
-    )
+    delivery = None if observe is None or head.updatedAt is None else Delivery(head.updatedAt.timestamp(), observe)
+    return StatusFrame(head.agentId, head.version, head.instanceId, message.decode(), text_frame(message), delivery)
 
 
 def ping_message(versions: dict[str, int]) -> str:

@@ -45,8 +45,13 @@ def verify_dashboard_token(secret: str, token: str) -> Viewer:
 
 
 def is_admin(admin_token: str, authorization: str | None) -> bool:
+    return bearer_matches(admin_token, authorization)
+
+
+def bearer_matches(expected: str, authorization: str | None) -> bool:
+    """True when ``authorization`` is ``Bearer <expected>``; compared in constant time."""
     token = bearer_token(authorization)
-    return token is not None and hmac.compare_digest(token.encode(), admin_token.encode())
+    return token is not None and hmac.compare_digest(token.encode(), expected.encode())
 
 
 def issue_dashboard_token(secret: str, owner_id: str, *, ttl_seconds: int = 12 * 3600) -> str:

@@ -93,11 +93,13 @@ class Provisioned(msgspec.Struct, rename="camel"):
 
 
 class VersionOnly(msgspec.Struct):
-    """Decodes just the version (and agent, instance) of an encoded status, skipping everything else."""
+    """Decodes just the version (and agent, instance, time of the change) of an encoded status,
+    skipping everything else."""
 
     agentId: str
     version: int
     instanceId: str = ""
+    updatedAt: datetime | None = None
 
 
 def agent_status(instance: AgentInstance | InstanceState) -> AgentStatus:

@@ -24,7 +24,7 @@ BUSY_RETRY_AFTER_SECONDS = 1
 def replica_busy(request: Request[Any, Any, Any]) -> Response[object]:
     """No connection of the pool came free in time: the database is fine, this replica is saturated."""
     hub: Hub = request.app.state.hub
-    hub.metrics.busy_answers += 1
+    hub.metrics.busy_answers_total.inc()
     log.info("Answered 503 busy to %s %s: no database connection came free in time.", request.method, request.url.path)
     return create_exception_response(
         request,

@@ -28,6 +28,7 @@ from hub.domain.wire import (
     WebhookReply,
 )
 from hub.http import agents, health, webhooks
+from hub.http.health import PROMETHEUS_TEXT
 
 OPENAPI_PATH: Final = "/schema/openapi.json"
 _REF: Final = "#/components/schemas/{name}"
@@ -47,6 +48,7 @@ class Answer:
     description: str
     body: Any = None  # a msgspec type (a Struct, or a list of them); None: no body
     headers: tuple[str, ...] = ()
+    media_type: str = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Documented:
     request_required: bool = True
     request_headers: Mapping[str, str] = field(default_factory=dict)  # name -> description
     tags: tuple[str, ...] = ()
+    auth_optional: bool = False  # the security schemes apply only when configured
 
 
 _HEADERS: Final[dict[str, dict[str, Any]]] = {
@@ -86,6 +89,11 @@ _SECURITY_SCHEMES: Final = {
         "type": "http",
         "scheme": "bearer",
         "description": "HUB_ADMIN_TOKEN: the main application's service-to-service calls.",
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "HUB_METRICS_TOKEN, when it is set (otherwise /metrics is open).",
     },
     "webhookSignature": {
         "type": "apiKey",
@@ -205,6 +213,40 @@ DOCUMENTED: Final[tuple[Documented, ...]] = (
         },
         tags=("operations",),
     ),
+    Documented(
+        handler=health.liveness,
+        summary="Is this process alive",
+        description="200 while the process's event loop answers; depends on nothing outside the process "
+        "(a liveness probe).",
+        security=(),
+        answers={200: Answer("The process is alive.", health.Alive)},
+        tags=("operations",),
+    ),
+    Documented(
+        handler=health.readiness,
+        summary="Should this replica get traffic",
+        description="200 when Postgres answers, the broker's subscriber is connected and hears this replica's "
+        "own canary (within 15 s), and the replica is not draining; otherwise 503 (a readiness probe).",
+        security=(),
+        answers={
+            200: Answer("Ready.", health.Readiness),
+            503: Answer("Not ready; each check says why.", health.Readiness),
+        },
+        tags=("operations",),
+    ),
+    Documented(
+        handler=health.metrics,
+        summary="Prometheus metrics",
+        description="This replica's metrics (summed over its workers) in the Prometheus text format. With "
+        "HUB_METRICS_TOKEN set, the token is required.",
+        security=("metricsToken",),
+        auth_optional=True,
+        answers={
+            200: Answer("The metrics.", str, media_type=PROMETHEUS_TEXT),
+            401: _error("HUB_METRICS_TOKEN is set and the request does not carry it.", "WWW-Authenticate"),
+        },
+        tags=("operations",),
+    ),
 )
 
 _DESCRIPTION: Final = """\
@@ -225,8 +267,8 @@ def _path_template(path: str) -> str:
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
 
 
-def _media(type_: Any) -> dict[str, Any]:
-    return {"application/json": {"schema": msgspec.json.schema_components([type_], ref_template=_REF)[0][0]}}
+def _media(type_: Any, media_type: str = "application/json") -> dict[str, Any]:
+    return {media_type: {"schema": msgspec.json.schema_components([type_], ref_template=_REF)[0][0]}}
 
 
 def _operation(entry: Documented, path: str, method: str) -> dict[str, Any]:
@@ -242,7 +284,7 @@ def _operation(entry: Documented, path: str, method: str) -> dict[str, Any]:
     for status, answer in sorted(entry.answers.items()):
         response: dict[str, Any] = {"description": answer.description}
         if answer.body is not None:
-            response["content"] = _media(answer.body)
+            response["content"] = _media(answer.body, answer.media_type)
         if answer.headers:
             response["headers"] = {name: _HEADERS[name] for name in answer.headers}
         responses[str(status)] = response
@@ -254,7 +296,7 @@ def _operation(entry: Documented, path: str, method: str) -> dict[str, Any]:
         "parameters": parameters,
         "responses": responses,
         # Alternatives: any one scheme of the list. An empty list says "no authentication".
-        "security": [{scheme: []} for scheme in entry.security],
+        "security": [{scheme: []} for scheme in entry.security] + ([{}] if entry.auth_optional else []),
     }
     if entry.request is not None:
         operation["requestBody"] = {"required": entry.request_required, "content": _media(entry.request)}

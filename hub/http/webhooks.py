@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import Any, Final
 
 from litestar import Request, Response, post
 from litestar.background_tasks import BackgroundTask
@@ -14,6 +15,7 @@ from hub.domain import callback_rules as callbacks
 from hub.domain.signatures import verify
 from hub.domain.wire import WebhookBody, encode, encode_status
 from hub.runtime import Hub, HubDep
+from hub.runtime.pool import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +23,39 @@ MAX_BODY_BYTES = 64 * 1024
 _MAX_DELIVERY_ID = 128
 
 
+# The outcome a callback's error answer counts as, by its status code.
+_ERROR_OUTCOMES: Final = {
+    400: "invalid",
+    401: "unauthorized",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+    503: "unavailable",
+}
+
+
 @post("/api/webhooks/github", status_code=200, request_max_body_size=MAX_BODY_BYTES)
 async def github_callback(request: Request[Any, Any, Any], hub: HubDep) -> Response[bytes]:
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        response, outcome = await _answer(request, hub)
+        return response
+    except HTTPException as exc:
+        outcome = _ERROR_OUTCOMES.get(exc.status_code, "error")
+        raise
+    except Exception as exc:
+        # An exhausted pool (busy) or an unreachable database: both answer 503.
+        outcome = "unavailable" if is_unavailable(exc) else "error"
+        raise
+    finally:
+        hub.metrics.callback_outcomes[outcome].inc()
+        hub.metrics.callback_duration.observe(time.perf_counter() - started)
+
+
+async def _answer(request: Request[Any, Any, Any], hub: Hub) -> tuple[Response[bytes], str]:
+    """The answer to a callback, and its outcome as the metrics count it."""
     # Verify the signature on the raw bytes before anything parses them.
     raw = await request.body()
     if not verify(hub.settings.webhook_secret, raw, request.headers.get("x-hub-signature-256")):
@@ -48,7 +81,8 @@ async def github_callback(request: Request[Any, Any, Any], hub: HubDep) -> Respo
         # This replica's polls see the change at once, before its publish comes back round.
         hub.versions.observed(str(instance.agent_id), str(instance.id), instance.version)
         background = BackgroundTask(hub.publish_status, encode_status(instance), str(instance.agent_id))
-    return Response(encode(outcome.reply), media_type="application/json", background=background)
+    counted = "duplicate" if outcome.duplicate else "applied" if outcome.reply.applied else "unchanged"
+    return Response(encode(outcome.reply), media_type="application/json", background=background), counted
 
 
 async def _apply(hub: Hub, body: WebhookBody, document: dict[str, Any], delivery_id: str | None) -> callbacks.Outcome:

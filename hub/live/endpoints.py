@@ -13,12 +13,14 @@ from litestar.params import FromPath
 from hub.domain.frames import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_POLICY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_TOO_SLOW,
     ERROR_UNAVAILABLE,
 )
 from hub.domain.tokens import Viewer
 from hub.live.client_frames import FRAME_RATE, FrameBudget, authorize, handle_client_frame, send_error
 from hub.live.connection import close_socket, open_socket, send_text
+from hub.live.drain import RESTART_REASON
 from hub.live.live_socket import CLOSE_GRACE, WRITE_FRAME_EXTENSION, LiveSocket, TooSlow, WriteFrame
 from hub.runtime import Hub, HubDep
 from hub.runtime.pool import is_unavailable, unavailable_message
@@ -53,6 +55,10 @@ async def dashboard_socket(socket: WebSocket[Any, Any, Any], hub: HubDep) -> Non
 async def _serve(socket: WebSocket[Any, Any, Any], hub: Hub, viewer: Viewer, *, first: tuple[str, int] | None) -> None:
     """Serve a socket until the client leaves. ``first``: the single-agent socket's agent and the
     version its client has; None for the dashboard socket, which subscribes by client frames."""
+    if hub.closing:
+        # Draining: this replica is closing its sockets; the client reconnects to another one.
+        await close_socket(socket, CLOSE_SERVICE_RESTART, RESTART_REASON)
+        return
 
     async def send(text: str) -> None:
         await send_text(socket, text)
@@ -138,7 +144,7 @@ async def _run_sender(hub: Hub, state: LiveSocket) -> None:
     try:
         await state.run_sender()
     except TooSlow as exc:
-        hub.metrics.slow_socket_closes += 1
+        hub.metrics.slow_socket_closes_total.inc()
         log.info("Closing a slow dashboard socket: %s", exc)
         await state.close_connection(CLOSE_TOO_SLOW, "Too slow: reconnect to get a fresh snapshot.")
     except _GONE as exc:

@@ -105,7 +105,7 @@ class LiveSocket:
         if not self._outbox or self._clock.sending_since is not None:
             return  # nothing to do, or the sender is mid-send and picks up what is pending next
         if self._write_frame is not None:
-            self._outbox.write_while(self._write_frame)
+            self._hub.metrics.frames_written += self._outbox.write_while(self._write_frame)
             if not self._outbox:
                 return
         self._wakeup.set()
@@ -163,7 +163,7 @@ class LiveSocket:
         the sweeper cancels that task when a send overruns its deadline, and this raises TooSlow."""
         self._sender = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        outbox, clock, wakeup = self._outbox, self._clock, self._wakeup
+        outbox, clock, wakeup, metrics = self._outbox, self._clock, self._wakeup, self._hub.metrics
         interval = self._hub.settings.ping_interval
         try:
             while True:
@@ -178,7 +178,15 @@ class LiveSocket:
                     wakeup.clear()
                     continue
                 clock.start_send(loop.time(), interval)
-                await self._send(text)
+                sent = False
+                try:
+                    await self._send(text)
+                    sent = True
+                finally:
+                    if frame is not None:
+                        metrics.frames_written += sent
+                        if frame.delivery is not None:
+                            frame.delivery.release(sent)
                 clock.end_send()
         except asyncio.CancelledError:
             if not self._sweeper_cancelled():

@@ -39,11 +39,15 @@ class Outbox:
         if pending is not None and frame.version <= pending.version:
             return False
         self._pending[agent_id] = frame
+        if frame.delivery is not None:
+            frame.delivery.hold()
+        if pending is not None and pending.delivery is not None:
+            pending.delivery.release(False)  # replaced: this socket will never write it
         return True
 
     def take(self) -> StatusFrame | None:
         """The next pending frame, counted as the client's once taken: a newer version arriving while
-        it is being sent is pending again."""
+        it is being sent is pending again. The caller releases its delivery once sent (or not)."""
         pending = self._pending
         if not pending:
             return None
@@ -52,16 +56,22 @@ class Outbox:
         self._versions[agent_id] = frame.version
         return frame
 
-    def write_while(self, write: Callable[[bytes], bool]) -> None:
-        """Hand pending frames to ``write`` until it refuses one (which stays pending) or none are left."""
+    def write_while(self, write: Callable[[bytes], bool]) -> int:
+        """Hand pending frames to ``write`` until it refuses one (which stays pending) or none are
+        left; how many were written."""
         pending, versions = self._pending, self._versions
+        written = 0
         while pending:
             agent_id = next(iter(pending))
             frame = pending[agent_id]
             if not write(frame.wire):
-                return
+                break
             del pending[agent_id]
             versions[agent_id] = frame.version
+            written += 1
+            if frame.delivery is not None:
+                frame.delivery.release(True)
+        return written
 
     def held(self) -> dict[str, int]:
         """The version the client will have of each agent once what is pending is sent."""
@@ -74,9 +84,14 @@ class Outbox:
         return {agent_id: self._versions.get(agent_id, 0) for agent_id in agent_ids}
 
     def forget(self, agent_id: str) -> None:
-        self._pending.pop(agent_id, None)
+        frame = self._pending.pop(agent_id, None)
+        if frame is not None and frame.delivery is not None:
+            frame.delivery.release(False)
         self._versions.pop(agent_id, None)
 
     def clear(self) -> None:
+        for frame in self._pending.values():
+            if frame.delivery is not None:
+                frame.delivery.release(False)
         self._pending.clear()
         self._versions.clear()

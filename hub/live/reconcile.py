@@ -88,7 +88,7 @@ async def reconcile_once(hub: Hub) -> int:
                 repaired += 1
                 if repaired % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-    hub.metrics.reconcile_repairs += repaired
+    hub.metrics.reconcile_repairs_total.inc(repaired)
     if repaired:
         log.info("Reconcile: repaired %d sockets or poll cache entries behind on %d agents.", repaired, len(behind))
     return repaired

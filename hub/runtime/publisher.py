@@ -66,7 +66,7 @@ class Publisher:
         try:
             await self._publish(agent_id, data)
         except Exception as exc:
-            self._metrics.publish_failures += 1
+            self._metrics.publish_failures_total.inc()
             log.warning("Publishing the status of agent %s failed (%s); retrying in the background.", agent_id, exc)
             self._keep(agent_id, data)
 
@@ -86,7 +86,7 @@ class Publisher:
         if len(backlog) >= self._max_backlog:
             oldest = next(iter(backlog))
             del backlog[oldest]
-            self._metrics.publish_dropped += 1
+            self._metrics.publish_dropped_total.inc()
             log.warning("The publish backlog is full; dropped agent %s's status (the reconcile repairs it).", oldest)
         backlog[agent_id] = (version, data)
         if self._retrier is None:

@@ -15,12 +15,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import Pool
 
-from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, channel_name
+from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, canary_channel, channel_name
 from hub.domain.agent_ids import parse_agent_id
-from hub.domain.frames import StatusFrame, status_frame
+from hub.domain.frames import StatusFrame, tracked_frame
 from hub.domain.tokens import VerifiedTokens
 from hub.domain.wire import encode_status
+from hub.runtime.canary import Canary
 from hub.runtime.collector import ChurnCollector
 from hub.runtime.metrics import Metrics
 from hub.runtime.pool import warm_pool
@@ -76,10 +78,17 @@ class Hub:
     tokens: VerifiedTokens
     # Agents polled lately, kept current by their channels: a current poll reads no database.
     versions: VersionCache
+    # Proves the broker round trip for /readyz.
+    canary: Canary
+    # This process, among the replicas (names its canary channel).
+    replica: str
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
     waker: Waker = field(default_factory=Waker)
     collector: ChurnCollector = field(default_factory=ChurnCollector)
+    # Set by a drain (SIGTERM): not ready from the start, then new sockets are refused (closing).
+    draining: bool = False
+    closing: bool = False
 
     def channel(self, agent_id: str) -> str:
         return channel_name(self.settings.channel_prefix, agent_id)
@@ -91,6 +100,27 @@ class Hub:
 
     async def snapshot(self, agent_id: str) -> bytes | None:
         return await read_snapshot(self.sessions, agent_id)
+
+    @property
+    def agent_channels(self) -> frozenset[str]:
+        """The agents' channels this process listens to (the broker's, without the canary's)."""
+        return self.broker.channels - {self.canary.channel}
+
+    def refresh_metrics(self) -> None:
+        connected = getattr(self.backend, "connected", True)
+        engines = {self.engine.sync_engine, self.reads.sync_engine}
+        self.metrics.refresh(
+            sockets=len(self.sockets),
+            subscriptions=len(self.agent_channels),
+            backlog=self.publisher.backlog,
+            redis_connected=bool(connected),
+            checked_out=sum(_checked_out(engine.pool) for engine in engines),
+        )
+
+
+def _checked_out(pool: Pool) -> int:
+    count = getattr(pool, "checkedout", None)  # a queue pool's; SQLite's single connection has none
+    return int(count()) if callable(count) else 0
 
 
 async def read_snapshot(sessions: async_sessionmaker[AsyncSession], agent_id: str) -> bytes | None:
@@ -154,11 +184,25 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     channel_prefix = settings.channel_prefix
 
     async def resync(channel: str) -> bytes | None:
-        metrics.resyncs += 1
-        return await read_snapshot(sessions, agent_of(settings.channel_prefix, channel))
+        try:
+            agent_id = agent_of(settings.channel_prefix, channel)
+        except ValueError:
+            return None  # not an agent's channel: the readiness canary's
+        metrics.resyncs_total.inc()
+        return await read_snapshot(sessions, agent_id)
+
+    def observe_lag(seconds: float) -> None:
+        metrics.delivery_lag.observe(max(0.0, seconds))
+
+    def decode(_channel: str, data: bytes) -> StatusFrame:
+        return tracked_frame(data, observe_lag)
+
+    def dispatched(frame: StatusFrame) -> None:
+        if frame.delivery is not None:
+            frame.delivery.release(False)  # the fan-out's own hold: every local socket was offered it
 
     try:
-        async with Broker(backend, status_frame, resync) as broker:
+        async with Broker(backend, decode, resync, dispatched=dispatched) as broker:
 
             async def publish(agent_id: str, data: bytes) -> None:
                 await broker.publish(channel_name(channel_prefix, agent_id), data)
@@ -176,6 +220,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
                 return found[0], found[1].id, found[1].version
 
             versions = VersionCache(subscribe, read_current)
+            replica = uuid.uuid4().hex
             hub = Hub(
                 settings=settings,
                 engine=engine,
@@ -187,6 +232,8 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
                 metrics=metrics,
                 tokens=VerifiedTokens(settings.jwt_secret),
                 versions=versions,
+                canary=Canary(broker, canary_channel(channel_prefix, replica)),
+                replica=replica,
             )
             try:
                 yield hub

@@ -85,7 +85,7 @@ async def test_the_dashboard_socket_subscribes_and_unsubscribes(live: LiveHub) -
         assert (status["agentId"], status["version"]) == (second, second_version)
         ping = await next_frame(ws, "ping")
         assert set(ping["versions"]) == {second}
-    await wait_until(lambda: not hub.broker.channels, what="the closed socket's channels to be released")
+    await wait_until(lambda: not hub.agent_channels, what="the closed socket's channels to be released")
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ async def test_the_dashboard_socket_refuses_other_owners_and_unknown_agents(live
             errors[error["agentId"]] = error["code"]
         assert errors == {theirs: 4403, unknown: 4404}
         assert (await next_status(ws))["agentId"] == mine
-        assert hub.broker.channels == frozenset({hub.channel(mine)})
+        assert hub.agent_channels == frozenset({hub.channel(mine)})
 
 
 async def test_resubscribing_a_watched_agent_costs_no_query(live: LiveHub) -> None:
@@ -296,7 +296,7 @@ async def test_ids_are_matched_in_canonical_form(live: LiveHub) -> None:
         assert (await next_status(ws))["version"] == newer
         await ws.send(json.dumps({"type": "unsubscribe", "agentIds": [shouted]}))
         assert (await next_frame(ws, "ping"))["versions"] == {}
-    await wait_until(lambda: not hub.broker.channels, what="the channel to be released")
+    await wait_until(lambda: not hub.agent_channels, what="the channel to be released")
 
 
 async def test_an_unreachable_database_refuses_subscriptions_but_keeps_the_socket(settings: Settings) -> None:

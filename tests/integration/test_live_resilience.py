@@ -115,7 +115,7 @@ async def test_connection_churn_leaves_no_channel_task_or_subscriber(live: LiveH
 
     await asyncio.wait_for(asyncio.gather(*(bounded(i) for i in range(1000))), timeout=110)
     await wait_until(lambda: not hub.sockets, timeout=20, what="every socket to be released")
-    await wait_until(lambda: not hub.broker.channels, timeout=20, what="every channel to be unsubscribed")
+    await wait_until(lambda: not hub.agent_channels, timeout=20, what="every channel to be unsubscribed")
     await wait_until(lambda: len(asyncio.all_tasks()) <= baseline_tasks, timeout=20, what="socket tasks to finish")
     client = aioredis.Redis.from_url(settings.redis_url or "")
     try:
