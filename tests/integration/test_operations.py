@@ -4,6 +4,7 @@ processes (one, and --workers 2)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -71,12 +72,16 @@ async def test_metrics_move_as_callbacks_and_sockets_flow(settings: Settings, cl
         client = api.client
         before = await scrape(client)
         agent_id, job_id = await api.new_job()
-        async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:
-            assert (await next_status(ws))["version"] == 1
+        path = f"/api/agents/{agent_id}/instance/ws"
+        async with open_socket(base, path) as ws, open_socket(base, "/api/ws") as other:
+            await other.send(json.dumps({"type": "subscribe", "agentIds": [agent_id]}))
+            assert (await next_status(ws))["version"] == (await next_status(other))["version"] == 1
             delivery = str(uuid.uuid4())
             first = await api.callback({"job_id": job_id, "status": "provisioning"}, delivery=delivery)
             assert first.status_code == 200
-            assert (await next_status(ws))["version"] == first.json()["version"]
+            assert (
+                (await next_status(ws))["version"] == (await next_status(other))["version"] == first.json()["version"]
+            )
             assert (
                 await api.callback({"job_id": job_id, "status": "provisioning"}, delivery=delivery)
             ).status_code == 200
@@ -96,10 +101,11 @@ async def test_metrics_move_as_callbacks_and_sockets_flow(settings: Settings, cl
         assert delta("statushub_callbacks_total", outcome=outcome) == count, outcome
     assert delta("statushub_callbacks_total", outcome="not_found") == 1
     assert delta("statushub_callback_duration_seconds_count") == 6
+    # One change, two sockets: one observation, at the last write.
     assert value(after, "statushub_delivery_lag_seconds_count") == 1
-    assert value(after, "statushub_sockets") == 1
+    assert value(after, "statushub_sockets") == 2
     assert value(after, "statushub_subscriptions") >= 1
-    assert value(after, "statushub_frames_sent_total") >= 2  # the snapshot and the change
+    assert value(after, "statushub_frames_sent_total") >= 4  # the snapshots and the change, on each
     assert value(after, "statushub_redis_connected") == 1
     # Routes by template, never by the agent's id.
     route = "/api/agents/{agent_id}/instance"
