@@ -54,8 +54,8 @@ async def peer_target(peer: str, results: Path, *, name: str = "") -> AsyncItera
             PEER_JWT_SECRET=SECRETS.jwt,
             PEER_PREFIX=f"bench-peer-{uuid.uuid4().hex[:8]}:",
         )
-        # Same server settings as `status-hub serve` (no permessage-deflate); without uvloop and httptools,
-        # which the peers' requirements do not install, uvicorn runs h11 on the asyncio loop.
+        # Same server stack and settings as `status-hub serve`: uvicorn on uvloop and httptools (the
+        # peers' requirements install both, uvicorn picks them up), no permessage-deflate.
         argv = [str(python), "-m", "uvicorn", APPS[peer], "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--ws-per-message-deflate", "false", "--log-level", "warning"]
         server = ServerProcess(name=name, argv=argv, env=env, port=port, cwd=HERE, log_path=log_path)
