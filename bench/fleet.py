@@ -9,10 +9,12 @@ import os
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import wsworker
 from bench.services import GENERATOR_CORE
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -20,7 +22,19 @@ class Collected:
     deliveries: list[tuple[str, int, int]] = field(default_factory=list)
     finals: list[tuple[str, int]] = field(default_factory=list)
     close_codes: dict[int, int] = field(default_factory=dict)
-    polls: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Polled:
+    """One polling window of the whole fleet."""
+
+    requests: int = 0  # polls made: each one either answered or a transport error
+    statuses: dict[int, int] = field(default_factory=dict)
+    transport_errors: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies_ns: list[int] = field(default_factory=list)
+    # (dashboard key, agent id, version, receive time ns) whenever a dashboard got a newer version.
+    seen: list[tuple[int, str, int, int]] = field(default_factory=list)
 
 
 class Fleet:
@@ -65,8 +79,8 @@ class Fleet:
             await asyncio.gather(*(self._call(c, command, a) for (_, c), a in zip(self._workers, args, strict=True)))
         )
 
-    def _split(self, agent_ids: list[str]) -> list[list[str]]:
-        return [agent_ids[i :: self.size] for i in range(self.size)]
+    def _split(self, items: list[T]) -> list[list[T]]:
+        return [items[i :: self.size] for i in range(self.size)]
 
     async def open(self, base_url: str, token: str, agent_ids: list[str], *, concurrency: int = 64) -> dict[str, Any]:
         """Open one socket per entry of ``agent_ids`` and wait for each one's first snapshot."""
@@ -93,18 +107,49 @@ class Fleet:
             out.finals.extend(reply["finals"])
             for code, count in reply["close_codes"].items():
                 out.close_codes[code] = out.close_codes.get(code, 0) + count
-            for key, count in reply["polls"].items():
-                out.polls[key] = out.polls.get(key, 0) + count
         return out
 
     async def close_sockets(self) -> int:
         return sum(r["closed"] for r in await self._each("close", [{}] * self.size))
 
-    async def poll(
-        self, host: str, port: int, token: str, agent_ids: list[str], *, interval: float, duration: float
-    ) -> None:
-        args = dict(host=host, port=port, token=token, interval=interval, duration=duration)
-        await self._each("poll", [{**args, "agent_ids": p} for p in self._split(agent_ids)])
+    async def open_pollers(
+        self, host: str, port: int, token: str, agent_ids: list[str], *, concurrency: int = 16, timeout: float = 10.0
+    ) -> list[tuple[int, str]]:
+        """One polling dashboard per entry of ``agent_ids``, primed; return each one's (key, agent id)."""
+        dashboards = list(enumerate(agent_ids))
+        args = dict(host=host, port=port, token=token, concurrency=concurrency, timeout=timeout)
+        replies = await self._each("open_pollers", [{**args, "dashboards": p} for p in self._split(dashboards)])
+        _raise_if_unprimed(replies, len(dashboards))
+        return dashboards
+
+    async def prime_pollers(self, *, concurrency: int = 16, timeout: float = 10.0) -> None:
+        """One conditional GET per dashboard, so that each starts the next window current."""
+        replies = await self._each("prime_pollers", [{"concurrency": concurrency, "timeout": timeout}] * self.size)
+        _raise_if_unprimed(replies, sum(r["primed"] + r["failed"] for r in replies))
+
+    async def poll(self, *, interval: float, duration: float, conditional: bool, timeout: float = 10.0) -> Polled:
+        args = dict(interval=interval, duration=duration, conditional=conditional, timeout=timeout)
+        out = Polled()
+        for reply in await self._each("poll", [args] * self.size):
+            out.requests += reply["requests"]
+            for code, count in reply["statuses"].items():
+                out.statuses[code] = out.statuses.get(code, 0) + count
+            out.transport_errors += reply["transport_errors"]
+            out.errors.extend(reply["errors"])
+            out.latencies_ns.extend(reply["latencies_ns"])
+            out.seen.extend(reply["seen"])
+        out.errors = out.errors[:5]
+        return out
+
+    async def close_pollers(self) -> int:
+        return sum(r["closed"] for r in await self._each("close_pollers", [{}] * self.size))
+
+
+def _raise_if_unprimed(replies: list[dict[str, Any]], total: int) -> None:
+    failed = sum(r["failed"] for r in replies)
+    if failed:
+        errors = [e for r in replies for e in r["errors"]][:5]
+        raise RuntimeError(f"{failed} of {total} polling dashboards failed their first read: {errors}.")
 
 
 def pin_here(core: int = GENERATOR_CORE) -> None:

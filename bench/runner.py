@@ -36,9 +36,12 @@ class Scale:
     fanout_width: int = 1000
     fanout_rate: int = 10
     background_rate: int = 100
+    # Polling as the targets state it: 1,000 dashboards over 100 agents, 5 updates/s, a poll every 2 s.
     poll_dashboards: int = 1000
-    poll_changes_per_s: float = 2.0
-    poll_window_s: float = 40.0
+    poll_agents: int = 100
+    poll_changes_per_s: float = 5.0
+    poll_window_s: float = 30.0  # the mixed windows (polls while changes arrive) and the push side
+    poll_cost_window_s: float = 15.0  # the windows that price one poll: all 304, all 200
     peer_width: int = 1000
     peer_rate: int = 20
 
@@ -60,7 +63,9 @@ class Scale:
             fanout_width=300,
             background_rate=50,
             poll_dashboards=200,
+            poll_agents=20,
             poll_window_s=4.0,
+            poll_cost_window_s=3.0,
             peer_width=200,
             peer_rate=20,
         )

@@ -11,6 +11,7 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class Latency:
     count: int
+    mean_ms: float
     p50_ms: float
     p99_ms: float
     max_ms: float
@@ -35,10 +36,11 @@ def percentile(ordered: list[int], fraction: float) -> int:
 def summarize(samples_ns: Iterable[int]) -> Latency:
     ordered = sorted(samples_ns)
     if not ordered:
-        return Latency(0, 0.0, 0.0, 0.0)
+        return Latency(0, 0.0, 0.0, 0.0, 0.0)
     to_ms = 1e-6
     return Latency(
         count=len(ordered),
+        mean_ms=round(sum(ordered) / len(ordered) * to_ms, 2),
         p50_ms=round(percentile(ordered, 0.50) * to_ms, 2),
         p99_ms=round(percentile(ordered, 0.99) * to_ms, 2),
         max_ms=round(ordered[-1] * to_ms, 2),

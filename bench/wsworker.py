@@ -1,4 +1,4 @@
-"""One load-generator process: many picows websocket clients (or REST pollers) and their records.
+"""One load-generator process: many picows websocket clients (or polling dashboards) and their records.
 
 The orchestrator drives it over a pipe with small commands; every frame's receive time is taken
 with ``time.time_ns()`` (CLOCK_REALTIME, shared by every process on the machine) so that it can be
@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.httpclient import HttpPool
+from bench.httpclient import HttpPool, HttpResponse
 
 _STATUS_HEAD = b'{"type":"status"'
 
@@ -42,6 +42,26 @@ class Records:
     # (agent id, version, receive time ns) per received status.
     deliveries: list[tuple[str, int, int]] = field(default_factory=list)
     close_codes: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Dashboard:
+    """A polling dashboard: its agent, its connection, the last ETag and version it was answered."""
+
+    key: int  # unique in the fleet: its staleness is measured per dashboard
+    agent_id: str
+    pool: HttpPool
+    etag: str = ""
+    version: int = 0
+
+    def take(self, response: HttpResponse) -> int:
+        """Keep a 200's ETag and version; return the version when it is newer than the last one, else 0."""
+        self.etag = response.headers.get(b"etag", b"").decode()
+        version = _status.decode(response.body).version
+        if version <= self.version:
+            return 0
+        self.version = version
+        return version
 
 
 class Client(WSListener):
@@ -84,7 +104,8 @@ class Worker:
     def __init__(self) -> None:
         self.records = Records()
         self.clients: list[Client] = []
-        self.polls = {"requests": 0, "changed": 0, "not_modified": 0, "errors": 0}
+        self.dashboards: list[Dashboard] = []
+        self.poll_headers: dict[str, str] = {}
 
     async def open(self, base_url: str, token: str, agent_ids: list[str], concurrency: int) -> dict[str, Any]:
         limit = asyncio.Semaphore(concurrency)
@@ -134,7 +155,6 @@ class Worker:
             "deliveries": records.deliveries,
             "close_codes": records.close_codes,
             "finals": [(c.agent_id, c.version) for c in self.clients],
-            "polls": dict(self.polls),
         }
 
     def close(self) -> dict[str, Any]:
@@ -146,44 +166,109 @@ class Worker:
         self.clients = []
         return {"closed": closed}
 
-    async def poll(
-        self, host: str, port: int, token: str, agent_ids: list[str], interval: float, duration: float
+    async def open_pollers(
+        self, host: str, port: int, token: str, dashboards: list[tuple[int, str]], concurrency: int, timeout: float
     ) -> dict[str, Any]:
-        """Each dashboard polls its agent every ``interval`` s with If-None-Match, on its own connection."""
+        """One dashboard per (key, agent id), each on a keep-alive connection of its own, then primed."""
+        self.close_pollers()
+        self.poll_headers = {"Authorization": f"Bearer {token}"}
+        self.dashboards = [Dashboard(key, agent_id, HttpPool(host, port, limit=1)) for key, agent_id in dashboards]
+        return await self.prime_pollers(concurrency, timeout)
+
+    async def prime_pollers(self, concurrency: int, timeout: float) -> dict[str, Any]:
+        """One conditional GET per dashboard, outside any window: its connection is open and its ETag
+        and version are current when the next window starts (a dashboard that had loaded its page)."""
+        limit = asyncio.Semaphore(concurrency)
+        errors: list[str] = []
+
+        async def one(dashboard: Dashboard) -> None:
+            async with limit:
+                try:
+                    response = await self._get(dashboard, conditional=True, timeout=timeout)
+                except Exception as exc:
+                    errors.append(repr(exc))
+                    return
+                if response.status == 200:
+                    try:
+                        dashboard.take(response)
+                    except msgspec.DecodeError as exc:
+                        errors.append(f"HTTP 200 without a status: {exc}")
+                elif response.status != 304:
+                    errors.append(f"HTTP {response.status}: {response.body[:200]!r}")
+
+        await asyncio.gather(*(one(d) for d in self.dashboards))
+        return {"primed": len(self.dashboards) - len(errors), "failed": len(errors), "errors": errors[:5]}
+
+    async def _get(self, dashboard: Dashboard, *, conditional: bool, timeout: float) -> HttpResponse:
+        headers = self.poll_headers
+        if conditional and dashboard.etag:
+            headers = {**headers, "If-None-Match": dashboard.etag}
+        path = f"/api/agents/{dashboard.agent_id}/instance"
+        return await asyncio.wait_for(dashboard.pool.request("GET", path, headers=headers), timeout)
+
+    async def poll(self, interval: float, duration: float, conditional: bool, timeout: float) -> dict[str, Any]:
+        """Every dashboard polls its agent every ``interval`` s for ``duration`` s, each from a random
+        phase, with If-None-Match (its last ETag) when ``conditional``, else without (a full read).
+
+        A dashboard waits for its answer before its next poll (one connection, as a browser tab), so
+        a slow server is seen as latency and as polls that start late, never as dropped polls.
+        """
         loop = asyncio.get_running_loop()
         end = loop.time() + duration
+        statuses: dict[int, int] = {}
+        errors: list[str] = []  # the first few, as samples
+        latencies: list[int] = []
+        seen: list[tuple[int, str, int, int]] = []
+        requests = 0
+        unanswered = 0
 
-        async def dashboard(agent_id: str) -> None:
-            pool = HttpPool(host, port, limit=1)
-            etag = ""
+        async def dashboard_loop(dashboard: Dashboard) -> None:
+            nonlocal requests, unanswered
             next_at = loop.time() + random.uniform(0, interval)
-            try:
-                while next_at < end:
-                    await asyncio.sleep(max(0.0, next_at - loop.time()))
-                    next_at += interval
-                    headers = {"Authorization": f"Bearer {token}"}
-                    if etag:
-                        headers["If-None-Match"] = etag
+            while next_at < end:
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                next_at += interval
+                requests += 1
+                start = time.monotonic_ns()
+                try:
+                    response = await self._get(dashboard, conditional=conditional, timeout=timeout)
+                except Exception as exc:
+                    # A transport error or no answer within ``timeout``: counted, never dropped.
+                    unanswered += 1
+                    if len(errors) < 5:
+                        errors.append(repr(exc))
+                    continue
+                latencies.append(time.monotonic_ns() - start)
+                received = time.time_ns()
+                status = response.status
+                if status == 200:
                     try:
-                        response = await pool.request("GET", f"/api/agents/{agent_id}/instance", headers=headers)
-                    except Exception:
-                        self.polls["errors"] += 1
-                        continue
-                    now = time.time_ns()
-                    self.polls["requests"] += 1
-                    if response.status == 304:
-                        self.polls["not_modified"] += 1
-                    elif response.status == 200:
-                        self.polls["changed"] += 1
-                        etag = response.headers.get(b"etag", b"").decode()
-                        self.records.deliveries.append((agent_id, _status.decode(response.body).version, now))
+                        version = dashboard.take(response)
+                    except msgspec.DecodeError as exc:
+                        if len(errors) < 5:
+                            errors.append(f"HTTP 200 without a status: {exc}")
+                        status = 0  # reported among the other answers
                     else:
-                        self.polls["errors"] += 1
-            finally:
-                pool.close()
+                        if version:
+                            seen.append((dashboard.key, dashboard.agent_id, version, received))
+                statuses[status] = statuses.get(status, 0) + 1
 
-        await asyncio.gather(*(dashboard(a) for a in agent_ids))
-        return dict(self.polls)
+        await asyncio.gather(*(dashboard_loop(d) for d in self.dashboards))
+        return {
+            "requests": requests,
+            "statuses": statuses,
+            "transport_errors": unanswered,
+            "errors": errors,
+            "latencies_ns": latencies,
+            "seen": seen,
+        }
+
+    def close_pollers(self) -> dict[str, Any]:
+        for dashboard in self.dashboards:
+            dashboard.pool.close()
+        closed = len(self.dashboards)
+        self.dashboards = []
+        return {"closed": closed}
 
 
 def main(conn: Connection, core: int) -> None:
@@ -201,6 +286,7 @@ async def _serve(conn: Connection) -> None:
         command, args = await loop.run_in_executor(None, conn.recv)
         if command == "exit":
             worker.close()
+            worker.close_pollers()
             conn.send({})
             return
         if command == "open":
@@ -212,8 +298,14 @@ async def _serve(conn: Connection) -> None:
         elif command == "close":
             reply = worker.close()
             await asyncio.sleep(0.2)  # let the close frames go out before the next command
+        elif command == "open_pollers":
+            reply = await worker.open_pollers(**args)
+        elif command == "prime_pollers":
+            reply = await worker.prime_pollers(**args)
         elif command == "poll":
             reply = await worker.poll(**args)
+        elif command == "close_pollers":
+            reply = worker.close_pollers()
         else:
             reply = {"error": f"Unknown command {command!r}."}
         conn.send(reply)

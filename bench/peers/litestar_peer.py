@@ -4,6 +4,10 @@ Runs from its own venv (bench/.peer-venvs/litestar); it never imports status-hub
 the bench's minimal one: a signed callback updates a row in Postgres (version + 1), publishes the
 status after commit, and every websocket subscriber of the agent gets it, after a snapshot first.
 Configuration comes from PEER_* variables set by the bench.
+
+The same app is also the polling workload's baseline, the naive poller (the design the hub
+replaces): ``GET /api/agents/{id}/instance`` runs one SELECT per poll and always answers 200 with
+the status, with no authentication, no ETag and no cache.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import asyncpg
 import jwt
 import msgspec
-from litestar import Litestar, Request, Response, WebSocket, post, websocket
+from litestar import Litestar, Request, Response, WebSocket, get, post, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.exceptions import HTTPException, WebSocketDisconnect
@@ -55,15 +59,18 @@ _callback = msgspec.json.Decoder(Callback)
 _state: dict[str, Any] = {}
 
 
-def frame(agent_id: str, version: int, heartbeat: Any) -> bytes:
-    status = {
+def status(agent_id: str, version: int, heartbeat: Any) -> dict[str, Any]:
+    return {
         "agentId": agent_id,
         "status": "provisioning",
         "steps": STEPS,
         "lastHeartbeatAt": heartbeat.isoformat(),
         "version": version,
     }
-    return msgspec.json.encode({"type": "status", "data": status})
+
+
+def frame(agent_id: str, version: int, heartbeat: Any) -> bytes:
+    return msgspec.json.encode({"type": "status", "data": status(agent_id, version, heartbeat)})
 
 
 @post("/api/webhooks/github", status_code=200)
@@ -79,6 +86,16 @@ async def callback(request: Request[Any, Any, Any], channels: ChannelsPlugin) ->
         raise HTTPException(status_code=404, detail="Unknown job.")
     channels.publish(frame(body.job_id, row["version"], row["heartbeat_at"]), [PREFIX + body.job_id])
     return Response(msgspec.json.encode({"received": True, "version": row["version"]}), media_type="application/json")
+
+
+@get("/api/agents/{agent_id:str}/instance")
+async def naive_poll(agent_id: str) -> Response[bytes]:
+    """The naive poller: one SELECT per poll, always a full 200 answer."""
+    row = await _state["pool"].fetchrow(SELECT, agent_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail="Unknown agent.")
+    body = msgspec.json.encode(status(agent_id, row["version"], row["heartbeat_at"]))
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @websocket("/api/agents/{agent_id:str}/instance/ws")
@@ -113,7 +130,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 app = Litestar(
-    route_handlers=[callback, agent_socket],
+    route_handlers=[callback, naive_poll, agent_socket],
     plugins=[
         ChannelsPlugin(
             backend=RedisChannelsPubSubBackend(redis=Redis.from_url(os.environ["PEER_REDIS_URL"])),

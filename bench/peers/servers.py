@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -18,10 +18,14 @@ from bench.target import Target
 
 SCHEMA = "CREATE TABLE peer_agents (id text PRIMARY KEY, version bigint NOT NULL, heartbeat_at timestamptz)"
 APPS = {"litestar": "litestar_peer:app", "django": "django_peer.asgi:application"}
+NAIVE_POLLER = "naive poller"
 
 
 @asynccontextmanager
-async def peer_target(peer: str, results: Path) -> AsyncIterator[Target]:
+async def peer_target(peer: str, results: Path, *, name: str = "") -> AsyncIterator[Target]:
+    """A peer's server on a database of its own; ``name`` labels it in results (default "<peer> peer")."""
+    log_path = results / "logs" / f"{name.replace(' ', '-') if name else peer}.log"
+    name = name or f"{peer} peer"
     python = ensure(peer)
     async with Database(f"peer_{peer}") as database:
         conn = await asyncpg.connect(database.dsn)
@@ -50,14 +54,18 @@ async def peer_target(peer: str, results: Path) -> AsyncIterator[Target]:
             PEER_JWT_SECRET=SECRETS.jwt,
             PEER_PREFIX=f"bench-peer-{uuid.uuid4().hex[:8]}:",
         )
-        # Same server settings as `status-hub serve`: plain uvicorn, no permessage-deflate.
+        # Same server stack and settings as `status-hub serve`: uvicorn on uvloop and httptools (the
+        # peers' requirements install both, uvicorn picks them up), no permessage-deflate.
         argv = [str(python), "-m", "uvicorn", APPS[peer], "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--ws-per-message-deflate", "false", "--log-level", "warning"]
-        server = ServerProcess(
-            name=f"{peer} peer", argv=argv, env=env, port=port, cwd=HERE, log_path=results / "logs" / f"{peer}.log"
-        )
+        server = ServerProcess(name=name, argv=argv, env=env, port=port, cwd=HERE, log_path=log_path)
         await server.start()
         try:
-            yield Target(name=f"{peer} peer", server=server, make_agents=make_agents, database=database.name)
+            yield Target(name=name, server=server, make_agents=make_agents, database=database.name)
         finally:
             server.stop()
+
+
+def naive_poller(results: Path) -> AbstractAsyncContextManager[Target]:
+    """The polling baseline: the Litestar peer's app, whose GET of an agent's instance is one SELECT."""
+    return peer_target("litestar", results, name=NAIVE_POLLER)

@@ -21,11 +21,11 @@ def python_of(peer: str) -> Path:
 
 def ensure(peer: str) -> Path:
     """Create (or bring up to date) the venv of ``peer``; return its python."""
+    if ready(peer):
+        return python_of(peer)
     requirements = HERE / f"requirements-{peer}.txt"
     venv = VENVS / peer
     stamp = venv / ".installed"
-    if stamp.exists() and stamp.read_text() == requirements.read_text():
-        return python_of(peer)
     print(f"bench: installing the {peer} peer's venv into {venv} ...", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(python_of(peer)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -37,3 +37,10 @@ def ensure(peer: str) -> Path:
 def ensure_all() -> None:
     for peer in PEERS:
         ensure(peer)
+
+
+def ready(peer: str) -> bool:
+    """Whether the venv of ``peer`` is installed and current (``ensure`` would install nothing)."""
+    requirements = HERE / f"requirements-{peer}.txt"
+    stamp = VENVS / peer / ".installed"
+    return stamp.exists() and stamp.read_text() == requirements.read_text()
