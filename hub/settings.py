@@ -15,7 +15,7 @@ _ALLOWED_DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
 _SECRET_FIELDS = ("webhook_secret", "jwt_secret", "admin_token")
 _MIN_SECRET_LENGTH = 16
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
-_MIN_JWT_SECRET_LENGTH = 32
+MIN_JWT_SECRET_LENGTH = 32
 _MAX_PING_INTERVAL = 30.0
 # One reconcile query per interval per replica: more often than once a second buys nothing.
 _MIN_RECONCILE_INTERVAL = 1.0
@@ -98,7 +98,7 @@ class Settings:
                     )
                 secrets_now[name] = secrets.token_urlsafe(24)
                 generated.append(env_name)
-            elif len(value) < (minimum := _MIN_JWT_SECRET_LENGTH if name == "jwt_secret" else _MIN_SECRET_LENGTH):
+            elif len(value) < (minimum := MIN_JWT_SECRET_LENGTH if name == "jwt_secret" else _MIN_SECRET_LENGTH):
                 raise SettingsError(f"{env_name} must be at least {minimum} characters long.")
         if settings.ping_interval > _MAX_PING_INTERVAL:
             # Dashboards treat a socket that has been silent for ~50 s as dead and reconnect.

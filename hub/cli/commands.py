@@ -1,4 +1,4 @@
-"""The ``status-hub`` command: serve, migrate, demo, simulate."""
+"""The ``status-hub`` command: serve, migrate, demo, simulate, token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from hub.cli import simulate
-from hub.settings import Settings, SettingsError
+from hub.settings import MIN_JWT_SECRET_LENGTH, Settings, SettingsError
+
+DEFAULT_TOKEN_TTL = 12 * 3600
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,10 +26,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000, help="Port to listen on; 0 picks a free one.")
     simulate.add_arguments(commands.add_parser("simulate", help="Send a workflow's signed callbacks to a hub."))
+    token = commands.add_parser(
+        "token",
+        help="Print a dashboard token for an owner, signed with HUB_JWT_SECRET.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    token.add_argument("--owner", required=True, help="The owner id (the token's sub).")
+    token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL, help="Seconds until the token expires.")
+    token.add_argument("--link", action="store_true", help="Print the dashboard's URL with the token in its fragment.")
+    token.add_argument(
+        "--url", default=None, help="The hub's URL for --link (default: HUB_PUBLIC_URL, else http://127.0.0.1:8000)."
+    )
     args = parser.parse_args(argv)
-    # Neither reads the hub's settings: simulate is a client, demo makes its own throwaway ones.
+    # None of these reads the hub's settings: simulate is a client, demo makes its own throwaway
+    # ones, and a token needs only the JWT secret.
     if args.command == "simulate":
         return simulate.run(args)
+    if args.command == "token":
+        return _print_token(args)
     if args.command == "demo":
         from hub.cli.demo import run as run_demo
 
@@ -67,6 +83,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(welcome(settings, args.host, args.port), flush=True)
     process_setup.serve(settings, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _print_token(args: argparse.Namespace) -> int:
+    secret = os.environ.get("HUB_JWT_SECRET", "")
+    problem = None
+    if not secret:
+        problem = "HUB_JWT_SECRET is not set: a token must be signed with the secret the hub verifies it with."
+    elif len(secret) < MIN_JWT_SECRET_LENGTH:
+        problem = f"HUB_JWT_SECRET must be at least {MIN_JWT_SECRET_LENGTH} characters long."
+    elif not args.owner.strip():
+        problem = "--owner must not be blank."
+    elif args.ttl < 1:
+        problem = f"--ttl must be a positive number of seconds; got {args.ttl}."
+    if problem is not None:
+        print(f"status-hub: {problem}", file=sys.stderr)
+        return 2
+    from hub.domain.tokens import issue_dashboard_token
+
+    token = issue_dashboard_token(secret, args.owner, ttl_seconds=args.ttl)
+    if args.link:
+        base = (args.url or os.environ.get("HUB_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+        print(f"{base}/#token={token}")
+    else:
+        print(token)
     return 0
 
 

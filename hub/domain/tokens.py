@@ -12,6 +12,11 @@ BEARER = "bearer "
 SUBPROTOCOL = "status-hub.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."
 COOKIE_NAME = "status_hub_token"
+ALGORITHM = "HS256"
+_MISSING = {
+    "exp": "The token has no exp claim: dashboard tokens must expire.",
+    "sub": "The token has no sub claim: it must be the owner id.",
+}
 
 
 class Unauthenticated(Exception):
@@ -32,16 +37,39 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def verify_dashboard_token(secret: str, token: str) -> Viewer:
+    """The token's viewer; Unauthenticated with a message that says what is wrong with it."""
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("The token has expired.") from None
-    except jwt.InvalidTokenError:
-        raise Unauthenticated("The token is not a valid HS256 token signed for this hub.") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthenticated("The token is not valid yet: its nbf or iat is in the future.") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthenticated(_MISSING.get(exc.claim, f"The token has no {exc.claim} claim.")) from None
+    except jwt.InvalidAlgorithmError:
+        raise Unauthenticated(
+            f"The token is signed with {_algorithm(token)}; this hub accepts {ALGORITHM} only."
+        ) from None
+    except jwt.InvalidSignatureError:
+        raise Unauthenticated(
+            "The token's signature does not verify: it was not signed with this hub's secret."
+        ) from None
+    except jwt.DecodeError:
+        raise Unauthenticated("The token is not a JWT: expected three base64url parts separated by dots.") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthenticated(f"The token is not valid: {exc}.") from None
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise Unauthenticated("The token's sub claim must be the owner id, a non-empty string.")
     return Viewer(owner_id=subject, expires_at=float(claims["exp"]))
+
+
+def _algorithm(token: str) -> str:
+    """The algorithm a token's header names (read unverified, only to say it in a message)."""
+    try:
+        return str(jwt.get_unverified_header(token).get("alg", "no algorithm"))
+    except jwt.InvalidTokenError:
+        return "an unknown algorithm"
 
 
 def is_admin(admin_token: str, authorization: str | None) -> bool:
@@ -57,7 +85,7 @@ def bearer_matches(expected: str, authorization: str | None) -> bool:
 def issue_dashboard_token(secret: str, owner_id: str, *, ttl_seconds: int = 12 * 3600) -> str:
     """What the main application does; the hub uses it for the embedded default and the demo."""
     now = int(time.time())
-    return jwt.encode({"sub": owner_id, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256")
+    return jwt.encode({"sub": owner_id, "iat": now, "exp": now + ttl_seconds}, secret, algorithm=ALGORITHM)
 
 
 class VerifiedTokens:

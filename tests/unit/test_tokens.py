@@ -48,3 +48,31 @@ def test_the_cache_is_bounded_and_forgets_its_oldest() -> None:
     assert len(tokens) == 2
     assert tokens.verify(issued[0]).owner_id == "owner-0"  # verified again, and kept again
     assert time.time() < tokens.verify(issued[2]).expires_at
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "owner-1", "iat": now, "exp": now + 60}
+    claims.update(overrides)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (jwt.encode(_claims(exp=int(time.time()) - 10), SECRET, algorithm="HS256"), "The token has expired."),
+        (jwt.encode(_claims(nbf=int(time.time()) + 600), SECRET, algorithm="HS256"), "not valid yet"),
+        (jwt.encode(_claims(exp=None), SECRET, algorithm="HS256"), "no exp claim: dashboard tokens must expire"),
+        (jwt.encode(_claims(sub=None), SECRET, algorithm="HS256"), "no sub claim: it must be the owner id"),
+        (jwt.encode(_claims(), "o" * 32, algorithm="HS256"), "signature does not verify"),
+        (jwt.encode(_claims(), SECRET * 2, algorithm="HS512"), "signed with HS512; this hub accepts HS256 only"),
+        (jwt.encode(_claims(), None, algorithm="none"), "signed with none; this hub accepts HS256 only"),
+        ("not a token", "not a JWT"),
+    ],
+    ids=["expired", "not-yet-valid", "no-exp", "no-sub", "bad-signature", "other-algorithm", "alg-none", "garbage"],
+)
+def test_each_token_error_says_what_is_wrong(token: str, message: str) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        VerifiedTokens(SECRET).verify(token)
+    assert message in str(refused.value)
+    assert token not in str(refused.value)
