@@ -14,6 +14,7 @@ from litestar.di import Provide
 
 from hub.domain.frames import CLOSE_SERVICE_RESTART
 from hub.http import agents, dashboard, errors, health, openapi, webhooks
+from hub.http.cors import cors_for
 from hub.http.guards import provide_viewer
 from hub.http.instrumentation import http_metrics
 from hub.live import endpoints
@@ -93,7 +94,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         dependencies={"hub": Provide(_provide_hub, sync_to_thread=False), "viewer": Provide(provide_viewer)},
         exception_handlers=errors.EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[http_metrics],
+        middleware=[cors_for(settings.allowed_origins), http_metrics],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         # The document is hub.http.openapi's: the handlers read and answer raw bytes, which

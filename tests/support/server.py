@@ -21,9 +21,10 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve_app(app: Litestar, *, timeout: float = 30.0) -> AsyncIterator[str]:
-    """Serve ``app`` (lifespan included) until the block ends; yields ``http://127.0.0.1:<port>``."""
-    port = free_port()
+async def serve_app(app: Litestar, *, timeout: float = 30.0, port: int | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` (lifespan included) until the block ends, on ``port`` or a free one; yields
+    ``http://127.0.0.1:<port>``."""
+    port = free_port() if port is None else port
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", **uvicorn_options())
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name=f"uvicorn-{port}")
