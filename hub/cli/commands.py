@@ -17,19 +17,22 @@ DEFAULT_TOKEN_TTL = 12 * 3600
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="status-hub", description="Realtime provisioning status hub.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="Run the hub (migrates the database first).")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    serve = commands.add_parser("serve", help="Run the hub (migrates the database first).", formatter_class=defaults)
+    serve.add_argument("--host", default="127.0.0.1", help="Address to listen on; 0.0.0.0 in a container.")
+    serve.add_argument("--port", type=int, default=8000, help="Port to listen on.")
     serve.add_argument("--workers", type=int, default=1, help="Worker processes (needs HUB_REDIS_URL when > 1).")
     commands.add_parser("migrate", help="Bring the database to the newest schema.")
-    demo = commands.add_parser("demo", help="Run a throwaway hub with agents provisioning live (ignores HUB_*).")
-    demo.add_argument("--host", default="127.0.0.1")
+    demo = commands.add_parser(
+        "demo", help="Run a throwaway hub with agents provisioning live (ignores HUB_*).", formatter_class=defaults
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
     demo.add_argument("--port", type=int, default=8000, help="Port to listen on; 0 picks a free one.")
     simulate.add_arguments(commands.add_parser("simulate", help="Send a workflow's signed callbacks to a hub."))
     token = commands.add_parser(
         "token",
         help="Print a dashboard token for an owner, signed with HUB_JWT_SECRET.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=defaults,
     )
     token.add_argument("--owner", required=True, help="The owner id (the token's sub).")
     token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL, help="Seconds until the token expires.")

@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import shlex
 import signal
 import socket
 import sys
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
@@ -84,7 +86,13 @@ async def _demo(listener: socket.socket, host: str) -> None:
         # SIGTERM ends the demo like Ctrl-C (uvicorn drains first, then re-raises it to us).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     with tempfile.TemporaryDirectory(prefix="status-hub-demo-") as directory:
-        settings = Settings.build(database_url=f"sqlite+aiosqlite:///{directory}/demo.db", log_level=LOG_LEVEL)
+        # Stopped at once by Ctrl-C or SIGTERM: a throwaway hub has no dashboards to hand over.
+        settings = Settings.build(
+            database_url=f"sqlite+aiosqlite:///{directory}/demo.db",
+            log_level=LOG_LEVEL,
+            drain_delay=0.0,
+            drain_seconds=0.5,
+        )
         engine = make_engine(settings.database_url, pool_size=1)
         try:
             await upgrade_database(engine)
@@ -158,9 +166,10 @@ async def _play(sender: Sender, agent: DemoAgent, rng: random.Random, start_afte
     # A workflow job heartbeats from its start; the agent goes on heartbeating once it runs.
     agent.heartbeating = True
     try:
-        ok = await send_all(
+        sent = await send_all(
             sender, workflow(agent.job_id, fail_at=agent.fail_at), pause=lambda: rng.uniform(*PAUSE), log=_quiet
         )
+        ok = sent.accepted
     except httpx.HTTPError as exc:
         log.warning("The demo workflow of %s could not reach the hub: %s", agent.name, exc)
         ok = False
@@ -208,12 +217,22 @@ def _banner(base: str, settings: Settings, sandbox_job: str) -> str:
             f"{len(AGENTS)} agents are provisioning now ({failing} fails at Ansible on purpose); "
             f"a new round starts about {BETWEEN_ROUNDS:.0f} s after each one ends.",
             f"Drive the fifth agent, {SANDBOX}, yourself with the workflow kit:",
-            f"  HUB_WEBHOOK_SECRET={settings.webhook_secret} status-hub simulate --url {base} --job {sandbox_job}",
+            f"  HUB_WEBHOOK_SECRET={settings.webhook_secret} {_this_command()} simulate"
+            f" --url {base} --job {sandbox_job}",
             "",
             "Press Ctrl-C to stop.",
             "",
         ]
     )
+
+
+def _this_command() -> str:
+    """How to run status-hub as this process was run, so the printed commands work as printed
+    (the venv's bin directory is seldom on PATH)."""
+    launched = Path(sys.argv[0])
+    if launched.name == "status-hub" and launched.is_file():
+        return shlex.quote(str(launched.resolve()))
+    return f"{shlex.quote(sys.executable)} -m hub.cli"
 
 
 def _quiet(_line: str) -> None:

@@ -10,6 +10,7 @@ import random
 import sys
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
@@ -130,18 +131,26 @@ class Sender:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    accepted: bool  # every callback was answered 2xx
+    applied: int  # how many changed the agent's status
+
+
 async def send_all(
     sender: Sender, callbacks: list[tuple[str, dict[str, Any]]], *, pause: Callable[[], float], log: Log = print
-) -> bool:
+) -> Sent:
     """Send callbacks in order with a pause between them; stop at the first refusal (4xx)."""
+    applied = 0
     for index, (name, body) in enumerate(callbacks):
         if index:
             await asyncio.sleep(pause())
         response = await sender.send(body)
         log(f"{name:<19} {response.status_code} {response.text}")
         if response.status_code >= 400:
-            return False
-    return True
+            return Sent(accepted=False, applied=applied)
+        applied += bool(response.json().get("applied"))
+    return Sent(accepted=True, applied=applied)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,13 +183,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         callbacks = workflow(args.job, fail_at=args.fail_at, error=args.error)
     try:
-        return 0 if asyncio.run(_simulate(args.url, secret, callbacks, args.delay)) else 1
+        sent = asyncio.run(_simulate(args.url, secret, callbacks, args.delay))
     except httpx.TransportError as exc:
         print(f"status-hub simulate: could not reach {args.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    if not sent.accepted:
+        return 1
+    if sent.applied == 0:
+        print(
+            f"status-hub simulate: the hub applied none of the {len(callbacks)} callbacks (each answered "
+            '"applied": false): the job has finished or its agent was provisioned again; provision it anew.',
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
-async def _simulate(url: str, secret: str, callbacks: list[tuple[str, dict[str, Any]]], delay: float) -> bool:
+async def _simulate(url: str, secret: str, callbacks: list[tuple[str, dict[str, Any]]], delay: float) -> Sent:
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10.0) as client:
         # Answers go to stdout, retry notes to stderr, so a script can keep the answers apart.
         sender = Sender(client, secret, log=lambda line: print(line, file=sys.stderr))

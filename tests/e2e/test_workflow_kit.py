@@ -81,6 +81,18 @@ async def test_simulate_can_send_one_step(api: Api, hub_url: str, owner: str) ->
     assert (status["currentStep"], status["version"]) == ("vm_created", 2)
 
 
+async def test_simulate_fails_when_the_hub_applied_none_of_it(api: Api, hub_url: str, owner: str) -> None:
+    _, job_id = await api.new_job(owner)
+    await api.callback({"job_id": job_id, "status": "provisioning", "step": "ansible_started"})
+    # An earlier step: acknowledged, but progress never moves backwards.
+    code, out, err = await run_cli(
+        "simulate", "--url", hub_url, "--job", job_id, "--step", "vm_created", env=kit_environment()
+    )
+    assert code == 1
+    assert '"applied":false' in out
+    assert "applied none of the 1 callbacks" in err
+
+
 @pytest.mark.parametrize(
     ("secret", "code", "says"),
     [(None, 2, "HUB_WEBHOOK_SECRET is not set"), ("not-the-hubs-secret-at-all", 1, "401")],
@@ -110,6 +122,18 @@ async def test_the_demo_runs_workflows_a_dashboard_sees(tmp_path: Path) -> None:
                 assert line, f"The demo ended before printing its dashboard URL:\n{''.join(output)}"
                 output.append(line.decode())
         base, token = found[1], found[2]
+        while not (command := next((line for line in output if " simulate --url " in line), None)):
+            line = await process.stdout.readline()
+            assert line, f"The demo ended before printing its simulate command:\n{''.join(output)}"
+            output.append(line.decode())
+        # The printed command runs as printed, from any directory, without the venv on PATH.
+        env = {k: v for k, v in kit_environment(None).items() if k != "PATH"} | {"PATH": "/usr/bin:/bin"}
+        simulated = await asyncio.create_subprocess_shell(
+            command.strip() + " --step vm_created", env=env, cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        said, _ = await asyncio.wait_for(simulated.communicate(), CLI_TIMEOUT)
+        assert simulated.returncode == 0, said.decode()
         async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
             page = await client.get("/")
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
