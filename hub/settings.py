@@ -21,6 +21,7 @@ _MAX_PING_INTERVAL = 30.0
 _MIN_RECONCILE_INTERVAL = 1.0
 # Settings where 0 means "never" rather than an invalid value.
 _ZERO_MEANS_NEVER = ("event_retention",)
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -43,6 +44,8 @@ class Settings:
     # Seconds the event log keeps a callback (and so its delivery id); 0 keeps them forever.
     event_retention: int = 30 * 24 * 3600
     log_level: str = "INFO"
+    # text for a terminal, json for a log pipeline (one object per line).
+    log_format: str = "text"
     # Secrets generated for this run on the embedded default; printed once at start-up.
     generated_secrets: tuple[str, ...] = ()
 
@@ -108,7 +111,10 @@ class Settings:
             raise SettingsError(
                 f"HUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR; got {settings.log_level!r}."
             )
-        return dataclasses.replace(settings, **secrets_now, generated_secrets=tuple(generated))
+        if settings.log_format.lower() not in LOG_FORMATS:
+            raise SettingsError(f"HUB_LOG_FORMAT must be text or json; got {settings.log_format!r}.")
+        normalized: dict[str, Any] = {"log_format": settings.log_format.lower()}
+        return dataclasses.replace(settings, **secrets_now, **normalized, generated_secrets=tuple(generated))
 
 
 def _convert(key: str, raw: str, annotation: object, *, allow_zero: bool = False) -> Any:

@@ -69,6 +69,7 @@ def test_values_are_converted() -> None:
         ({"HUB_PING_INTERVAL": "90"}, "HUB_PING_INTERVAL"),
         ({"HUB_DATABASE_URL": PG}, "HUB_WEBHOOK_SECRET"),
         ({"HUB_DATABASE_URL": PG, **SECRETS, "HUB_JWT_SECRET": "short"}, "HUB_JWT_SECRET"),
+        ({"HUB_LOG_FORMAT": "yaml"}, "HUB_LOG_FORMAT"),
     ],
     ids=[
         "typo",
@@ -88,8 +89,14 @@ def test_values_are_converted() -> None:
         "ping-too-rare",
         "missing-secret-on-postgres",
         "short-secret",
+        "log-format",
     ],
 )
 def test_invalid_configuration_names_the_variable(environ: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError, match=names):
         Settings.from_env(environ)
+
+
+def test_log_format_defaults_to_text_and_takes_json() -> None:
+    assert Settings.from_env({}).log_format == "text"
+    assert Settings.from_env({"HUB_LOG_FORMAT": "JSON"}).log_format == "json"
