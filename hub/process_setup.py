@@ -3,12 +3,13 @@ logging, garbage-collector tuning and the uvicorn options, configured the same w
 
 from __future__ import annotations
 
-import copy
 import gc
 import logging.config
 import os
 import signal
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,34 +17,72 @@ from typing import Any, Final
 
 import uvicorn
 from litestar import Litestar
-from uvicorn.config import LOGGING_CONFIG
 
 from hub.app import create_app
 from hub.live.client_frames import MAX_CLIENT_FRAME
 from hub.live.transport import WebSocketProtocol
+from hub.runtime.logs import VERBATIM_LOGGER
 from hub.runtime.metrics import MULTIPROCESS_DIR_VARIABLE
 from hub.settings import Settings
 
-LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Seconds the server gives open requests and sockets to finish on shutdown.
 GRACEFUL_SHUTDOWN: Final = 5
+_FORMATTERS: Final = {"text": "hub.runtime.logs.TextFormatter", "json": "hub.runtime.logs.JsonFormatter"}
 
 
-def logging_config(level: str) -> dict[str, Any]:
-    """uvicorn's own logging, plus the hub's loggers at ``level``. Handed to uvicorn as ``log_config``
-    it is applied in every worker process too, where nothing else would configure the hub's loggers."""
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["hub"] = {"format": LOG_FORMAT}
-    config["handlers"]["hub"] = {"class": "logging.StreamHandler", "formatter": "hub", "stream": "ext://sys.stderr"}
-    config["root"] = {"handlers": ["hub"], "level": level.upper()}
-    # Alembic narrates every plugin it loads at INFO; its upgrades are still logged by hub.runtime.schema.
-    config["loggers"]["alembic"] = {"level": "WARNING"}
-    return config
+def logging_config(level: str, log_format: str = "text") -> dict[str, Any]:
+    """The whole process's logging: the hub's loggers at ``level``, and uvicorn's (``uvicorn``,
+    ``uvicorn.error``, ``uvicorn.access``) through the same handler and formatter, so one stream has
+    one format (``text`` or ``json``, HUB_LOG_FORMAT). Handed to uvicorn as ``log_config`` it is
+    applied in every worker process too, where nothing else would configure the hub's loggers."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"hub": {"()": _FORMATTERS[log_format]}},
+        "handlers": {"hub": {"class": "logging.StreamHandler", "formatter": "hub", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            # uvicorn's loggers lose the handlers a previous configuration gave them and propagate
+            # to the root's; uvicorn sets their levels from log_level itself.
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+            # Alembic narrates every plugin it loads at INFO; its upgrades are still logged by hub.runtime.schema.
+            "alembic": {"level": "WARNING"},
+            # The embedded default's banner is shown whatever the level: it is how to reach the hub.
+            VERBATIM_LOGGER: {"level": "INFO"},
+        },
+        "root": {"handlers": ["hub"], "level": level.upper()},
+    }
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     """For a process that logs before (or without) uvicorn: the CLI, migrations, the banner."""
-    logging.config.dictConfig(logging_config(level))
+    logging.config.dictConfig(logging_config(level, log_format))
+    route_stray_output()
+
+
+def route_stray_output() -> None:
+    """Python's warnings, and exceptions nothing can catch (in a thread, or ignored in a destructor),
+    go through logging too, so a JSON stream has no line of another shape."""
+    logging.captureWarnings(True)
+    sys.unraisablehook = _log_unraisable
+    threading.excepthook = _log_thread_exception
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    try:
+        where = repr(unraisable.object)
+    except Exception:
+        where = f"<{type(unraisable.object).__name__}>"
+    message = unraisable.err_msg or "Exception ignored in"
+    logging.getLogger("py.unraisable").error("%s: %s", message, where, exc_info=unraisable.exc_value)
+
+
+def _log_thread_exception(failed: threading.ExceptHookArgs) -> None:
+    if failed.exc_type is SystemExit:
+        return
+    name = failed.thread.name if failed.thread is not None else "a thread"
+    logging.getLogger("py.threads").error("Uncaught exception in %s.", name, exc_info=failed.exc_value)
 
 
 def tune_garbage_collector() -> None:
@@ -77,7 +116,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
         **uvicorn_options(),
         "lifespan": "on",
         "log_level": settings.log_level.lower(),
-        "log_config": logging_config(settings.log_level),
+        "log_config": logging_config(settings.log_level, settings.log_format),
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
     }
 
@@ -90,7 +129,9 @@ def build_app(settings: Settings) -> Litestar:
 
 
 def worker_app() -> Litestar:
-    """uvicorn's factory in each ``--workers`` process: the same HUB_* environment, the same set-up."""
+    """uvicorn's factory in each ``--workers`` process: the same HUB_* environment, the same set-up
+    (uvicorn has applied ``log_config`` in this process already)."""
+    route_stray_output()
     return build_app(Settings.from_env(os.environ))
 
 

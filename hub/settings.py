@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 PREFIX = "HUB_"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./status-hub.db"
@@ -21,6 +23,10 @@ _MAX_PING_INTERVAL = 30.0
 _MIN_RECONCILE_INTERVAL = 1.0
 # Settings where 0 is meaningful ("never", "none") rather than an invalid value.
 _ZERO_ALLOWED = ("event_retention", "drain_delay")
+LOG_FORMATS = ("text", "json")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# A host name or IPv4 address, or an IPv6 literal (its brackets already taken off).
+_HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
 
 
 class SettingsError(ValueError):
@@ -49,6 +55,11 @@ class Settings:
     # 1012 closes are spread over.
     drain_delay: float = 5.0
     drain_seconds: float = 10.0
+    # text for a terminal, json for a log pipeline (one object per line).
+    log_format: str = "text"
+    # The origin browsers see the hub at behind a proxy (https://status.example.com); None: the
+    # request's own Host. Stored as normalize_origin() gives it.
+    public_url: str | None = None
     # Secrets generated for this run on the embedded default; printed once at start-up.
     generated_secrets: tuple[str, ...] = ()
 
@@ -116,7 +127,39 @@ class Settings:
             raise SettingsError(
                 f"HUB_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR; got {settings.log_level!r}."
             )
-        return dataclasses.replace(settings, **secrets_now, generated_secrets=tuple(generated))
+        if settings.log_format.lower() not in LOG_FORMATS:
+            raise SettingsError(f"HUB_LOG_FORMAT must be text or json; got {settings.log_format!r}.")
+        normalized: dict[str, Any] = {"log_format": settings.log_format.lower()}
+        if settings.public_url is not None:
+            public = normalize_origin(settings.public_url)
+            if public is None:
+                raise SettingsError(
+                    "HUB_PUBLIC_URL must be the origin browsers open the hub at, like https://status.example.com "
+                    f"(http or https, a host, an optional port, no path); got {settings.public_url!r}."
+                )
+            normalized["public_url"] = public
+        return dataclasses.replace(settings, **secrets_now, **normalized, generated_secrets=tuple(generated))
+
+
+def normalize_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` in the form browsers send as ``Origin`` (lower case, no default port),
+    or None when ``url`` is not an http(s) origin: another scheme, no host, a user, a path (other than
+    a lone ``/``), a query or a fragment."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.password is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in url or "#" in url:
+        return None
+    if not _HOST.fullmatch(host):
+        return None
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
 
 
 def _convert(key: str, raw: str, annotation: object, *, allow_zero: bool = False) -> Any:

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 
 from hub.domain.signatures import sign
 from hub.domain.tokens import issue_dashboard_token
 from hub.settings import Settings
+
+# Configured to show these lines verbatim, whatever HUB_LOG_LEVEL says (hub.runtime.logs.VERBATIM_LOGGER).
+log = logging.getLogger(__name__)
+
+
+def log_welcome(settings: Settings, host: str, port: int) -> None:
+    """The same lines for HUB_LOG_FORMAT=json: one log line each, so the stream stays all JSON."""
+    for line in welcome(settings, host, port).splitlines():
+        if line.strip():
+            log.info(line.strip())
 
 
 def welcome(settings: Settings, host: str, port: int) -> str:

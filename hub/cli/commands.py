@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from hub.cli import simulate
 from hub.settings import MIN_JWT_SECRET_LENGTH, Settings, SettingsError
 
 DEFAULT_TOKEN_TTL = 12 * 3600
 
+log = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are a JSON line too when HUB_LOG_FORMAT=json."""
+
+    def error(self, message: str) -> NoReturn:
+        if not _json_requested():
+            super().error(message)
+        _report(f"{self.prog}: {message}", json_logs=True)
+        raise SystemExit(2)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="status-hub", description="Realtime provisioning status hub.")
+    parser = _Parser(prog="status-hub", description="Realtime provisioning status hub.")
     commands = parser.add_subparsers(dest="command", required=True)
     defaults = argparse.ArgumentDefaultsHelpFormatter
     serve = commands.add_parser("serve", help="Run the hub (migrates the database first).", formatter_class=defaults)
@@ -55,37 +69,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:
-        print(f"status-hub: configuration error: {exc}", file=sys.stderr)
+        # HUB_LOG_FORMAT is read from the environment as it is: the settings it belongs to are invalid.
+        _report(f"status-hub: configuration error: {exc}", json_logs=_json_requested())
         return 2
     # Imported here: simulate (a client) and --help should not pay for loading the server.
     from hub import process_setup
 
-    process_setup.configure_logging(settings.log_level)
+    # From here on everything the process writes goes through logging: in JSON, one object per line.
+    process_setup.configure_logging(settings.log_level, settings.log_format)
+    json_logs = settings.log_format == "json"
     if args.command == "migrate":
-        asyncio.run(_migrate(settings))
-        return 0
+        return _migrate_or_report(settings)
     if args.workers < 1:
         parser.error("--workers must be at least 1.")
     if args.workers > 1 and settings.generated_secrets:
-        print(
+        _report(
             f"status-hub: --workers > 1 needs {', '.join(settings.generated_secrets)} set: each worker would "
             "otherwise generate its own secrets, and requests would fail depending on the worker.",
-            file=sys.stderr,
+            json_logs=json_logs,
         )
         return 2
     if args.workers > 1 and settings.redis_url is None:
-        print(
+        _report(
             "status-hub: --workers > 1 needs HUB_REDIS_URL: the in-memory broker lives in one process, "
             "so workers could not see each other's updates.",
-            file=sys.stderr,
+            json_logs=json_logs,
         )
         return 2
-    asyncio.run(_migrate(settings))
+    if (failed := _migrate_or_report(settings)) != 0:
+        return failed
     if args.workers == 1 and settings.generated_secrets:
-        from hub.cli.banner import welcome
+        from hub.cli import banner
 
-        print(welcome(settings, args.host, args.port), flush=True)
-    process_setup.serve(settings, host=args.host, port=args.port, workers=args.workers)
+        if json_logs:
+            banner.log_welcome(settings, args.host, args.port)
+        else:
+            print(banner.welcome(settings, args.host, args.port), flush=True)
+    try:
+        process_setup.serve(settings, host=args.host, port=args.port, workers=args.workers)
+    except Exception:
+        log.exception("The hub stopped on an unexpected error.")
+        return 1
+    return 0
+
+
+def _json_requested() -> bool:
+    return os.environ.get("HUB_LOG_FORMAT", "").strip().lower() == "json"
+
+
+def _report(message: str, *, json_logs: bool) -> None:
+    """A refusal to start: a line on stderr for a person, or a JSON log line for a log pipeline."""
+    if not json_logs:
+        print(message, file=sys.stderr)
+        return
+    from hub import process_setup
+
+    if not logging.getLogger().handlers:  # before the settings were read, nothing is configured yet
+        process_setup.configure_logging("INFO", "json")
+    log.error(message)
+
+
+def _migrate_or_report(settings: Settings) -> int:
+    try:
+        asyncio.run(_migrate(settings))
+    except Exception as exc:
+        log.exception("Migrating the database failed (%s: %s); nothing was started.", type(exc).__name__, exc)
+        return 1
     return 0
 
 

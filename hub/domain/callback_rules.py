@@ -51,8 +51,10 @@ class Outcome:
     # redelivery (its first publish may be what was lost; clients drop versions they have). None
     # when there is nothing to tell.
     to_publish: InstanceState | None
-    # A redelivery, answered as the first time.
-    duplicate: bool = False
+    # The job's agent, for the log line about the callback.
+    agent_id: str
+    # True when this is the first answer given again to a redelivery.
+    redelivery: bool = False
 
 
 def parse(raw: bytes) -> tuple[WebhookBody, dict[str, Any]]:
@@ -106,7 +108,7 @@ async def apply(
     if delivery_id is not None:
         earlier = _earlier_answer(job, delivery_id)
         if earlier is not None:
-            return Outcome(earlier, instance if job.current else None, duplicate=True)
+            return Outcome(earlier, instance if job.current else None, str(instance.agent_id), redelivery=True)
 
     if not job.current:
         applied = False  # the agent was provisioned again: this job's instance is history
@@ -136,7 +138,9 @@ async def apply(
         payload=document,
     )
     return Outcome(
-        WebhookReply(received=True, applied=applied, version=instance.version), instance if applied else None
+        WebhookReply(received=True, applied=applied, version=instance.version),
+        instance if applied else None,
+        str(instance.agent_id),
     )
 
 

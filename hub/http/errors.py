@@ -25,7 +25,12 @@ def replica_busy(request: Request[Any, Any, Any]) -> Response[object]:
     """No connection of the pool came free in time: the database is fine, this replica is saturated."""
     hub: Hub = request.app.state.hub
     hub.metrics.busy_answers_total.inc()
-    log.info("Answered 503 busy to %s %s: no database connection came free in time.", request.method, request.url.path)
+    log.info(
+        "Answered 503 busy to %s %s: no database connection came free in time.",
+        request.method,
+        request.url.path,
+        extra=_log_fields(request),
+    )
     return create_exception_response(
         request,
         HTTPException(
@@ -37,7 +42,13 @@ def replica_busy(request: Request[Any, Any, Any]) -> Response[object]:
 
 
 def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[object]:
-    log.warning("Database unavailable while serving %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    log.warning(
+        "Database unavailable while serving %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        extra=_log_fields(request),
+    )
     return create_exception_response(
         request,
         HTTPException(
@@ -57,8 +68,14 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return replica_busy(request)
     if is_unavailable(exc):
         return database_unavailable(request, exc)
-    log.exception("Unhandled error while serving %s %s.", request.method, request.url.path)
+    log.exception("Unhandled error while serving %s %s.", request.method, request.url.path, extra=_log_fields(request))
     return create_exception_response(request, HTTPException(status_code=500, detail="Internal server error."))
+
+
+def _log_fields(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """What the handler knew about its request for the log (the webhook's job and delivery ids)."""
+    fields: dict[str, str] = request.state.get("log_fields") or {}
+    return fields
 
 
 # One handler: it tells HTTP errors, an unreachable database (503) and bugs (500) apart itself.

@@ -71,6 +71,10 @@ _HEADERS: Final[dict[str, dict[str, Any]]] = {
     "WWW-Authenticate": {"description": "The scheme and realm to authenticate with.", "schema": {"type": "string"}},
 }
 
+_STRING: Final = {"type": "string"}
+_DELIVERY_ID: Final = {"type": "string", "minLength": 1, "maxLength": 128}
+_REQUEST_HEADERS: Final = {"X-GitHub-Delivery": _DELIVERY_ID, "Idempotency-Key": _DELIVERY_ID}
+
 _SECURITY_SCHEMES: Final = {
     "dashboardToken": {
         "type": "http",
@@ -277,7 +281,13 @@ def _operation(entry: Documented, path: str, method: str) -> dict[str, Any]:
         for name in re.findall(r"\{(\w+)\}", path)
     ]
     parameters += [
-        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": text}
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "schema": _REQUEST_HEADERS.get(name, _STRING),
+            "description": text,
+        }
         for name, text in entry.request_headers.items()
     ]
     responses: dict[str, Any] = {}

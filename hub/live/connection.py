@@ -21,7 +21,7 @@ from hub.domain.tokens import (
     Viewer,
     bearer_token,
 )
-from hub.settings import Settings
+from hub.settings import Settings, normalize_origin
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ async def open_socket(socket: WebSocket[Any, Any, Any], settings: Settings, toke
     headers = _raw_headers(socket, _HANDSHAKE_HEADERS)
     origin = headers.get(b"origin")
     # Browsers send Origin on every websocket; CORS middleware does not cover websockets.
-    if origin is not None and not _origin_allowed(origin, headers.get(b"host"), settings.allowed_origins):
-        await close_socket(socket, CLOSE_FORBIDDEN, "This Origin is not allowed; add it to HUB_ALLOWED_ORIGINS.")
+    if origin is not None and not _origin_allowed(origin, headers.get(b"host"), settings):
+        reason = "This Origin is not allowed; add it to HUB_ALLOWED_ORIGINS (behind a proxy, set HUB_PUBLIC_URL)."
+        await close_socket(socket, CLOSE_FORBIDDEN, reason)
         return None
     token = bearer_token(headers.get(b"authorization"))
     if token is None:
@@ -95,8 +96,11 @@ def _cookie(header: str | None, name: str) -> str | None:
     return None
 
 
-def _origin_allowed(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
-    if origin in allowed:
+def _origin_allowed(origin: str, host: str | None, settings: Settings) -> bool:
+    if origin in settings.allowed_origins:
         return True
-    # The hub's own dashboard page is same-origin.
+    # The hub's own dashboard page. Behind a proxy that rewrites Host (or terminates TLS), the
+    # request no longer says where the page came from: HUB_PUBLIC_URL does, scheme and host.
+    if settings.public_url is not None:
+        return normalize_origin(origin) == settings.public_url
     return host is not None and urlsplit(origin).netloc == host

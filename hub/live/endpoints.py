@@ -23,6 +23,7 @@ from hub.live.connection import close_socket, open_socket, send_text
 from hub.live.drain import RESTART_REASON
 from hub.live.live_socket import CLOSE_GRACE, WRITE_FRAME_EXTENSION, LiveSocket, TooSlow, WriteFrame
 from hub.runtime import Hub, HubDep
+from hub.runtime.logs import log_fields
 from hub.runtime.pool import is_unavailable, unavailable_message
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,13 @@ async def _watch_first(
             if not is_unavailable(exc):
                 raise
             message = unavailable_message(exc)
-            log.info("No snapshot for a new socket of agent %s (%s); retrying in %g s.", agent_id, message, delay)
+            log.info(
+                "No snapshot for a new socket of agent %s (%s); retrying in %g s.",
+                agent_id,
+                message,
+                delay,
+                extra=log_fields(agent_id=agent_id),
+            )
         await send_error(socket, [agent_id], ERROR_UNAVAILABLE, message)
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX)

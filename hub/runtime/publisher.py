@@ -11,6 +11,7 @@ from typing import Final
 import msgspec
 
 from hub.domain.wire import VersionOnly
+from hub.runtime.logs import log_fields
 from hub.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,23 @@ class Publisher:
             await self._publish(agent_id, data)
         except Exception as exc:
             self._metrics.publish_failures_total.inc()
-            log.warning("Publishing the status of agent %s failed (%s); retrying in the background.", agent_id, exc)
+            log.warning(
+                "Publishing the status of agent %s failed (%s); retrying in the background.",
+                agent_id,
+                exc,
+                extra=log_fields(agent_id=agent_id),
+            )
             self._keep(agent_id, data)
 
     def _keep(self, agent_id: str, data: bytes) -> None:
         """Wait for a retry, unless a newer status of the agent already waits: two publishes in flight
         can fail in either order, and the older must not replace the newer."""
         if self._closed:
-            log.warning("Dropped a status of agent %s that failed to publish during shutdown.", agent_id)
+            log.warning(
+                "Dropped a status of agent %s that failed to publish during shutdown.",
+                agent_id,
+                extra=log_fields(agent_id=agent_id),
+            )
             return
         backlog = self._backlog
         version = _version_of.decode(data).version
@@ -87,7 +97,11 @@ class Publisher:
             oldest = next(iter(backlog))
             del backlog[oldest]
             self._metrics.publish_dropped_total.inc()
-            log.warning("The publish backlog is full; dropped agent %s's status (the reconcile repairs it).", oldest)
+            log.warning(
+                "The publish backlog is full; dropped agent %s's status (the reconcile repairs it).",
+                oldest,
+                extra=log_fields(agent_id=oldest),
+            )
         backlog[agent_id] = (version, data)
         if self._retrier is None:
             self._retrier = asyncio.create_task(self._retry(), name="publish-retries")
@@ -110,7 +124,9 @@ class Publisher:
             try:
                 await self._publish(agent_id, waiting[1])
             except Exception as exc:
-                log.debug("A retried publish of agent %s failed: %r", agent_id, exc)
+                log.debug(
+                    "A retried publish of agent %s failed: %r", agent_id, exc, extra=log_fields(agent_id=agent_id)
+                )
                 return sent
             sent += 1
             if backlog.get(agent_id) is waiting:

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 from hub.domain.frames import StatusFrame
+from hub.runtime.logs import log_fields
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,12 @@ class VersionCache:
         try:
             await subscription.__aenter__()
         except Exception as exc:
-            log.info("Could not watch agent %s for polls (%s); its polls read the database.", agent_id, exc)
+            log.info(
+                "Could not watch agent %s for polls (%s); its polls read the database.",
+                agent_id,
+                exc,
+                extra=log_fields(agent_id=agent_id),
+            )
             self._forget(agent_id, entry)
             return
         entry.subscription = subscription
@@ -119,7 +125,12 @@ class VersionCache:
         try:
             found = await self._read_current(uuid.UUID(agent_id))
         except Exception as exc:
-            log.info("Could not read agent %s for the poll cache (%s); its polls read the database.", agent_id, exc)
+            log.info(
+                "Could not read agent %s for the poll cache (%s); its polls read the database.",
+                agent_id,
+                exc,
+                extra=log_fields(agent_id=agent_id),
+            )
             found = None
         if found is None or self._entries.get(agent_id) is not entry:
             self._forget(agent_id, entry)

@@ -88,13 +88,15 @@ async def test_live_hub_conforms_to_its_document(clean_db: AsyncEngine, settings
         api = Api(client)
         agent_id, job_id = await api.new_job(OWNER)
         other_agent_id, _ = await api.new_job("owner-2")
-        known = Known(agent_ids=[agent_id, other_agent_id], job_id=job_id)
+        # One not provisioned yet: the only kind a provision can succeed on (the others' are in progress).
+        fresh_agent_id = (await api.create_agent(OWNER))["id"]
+        known = Known(agent_ids=[agent_id, other_agent_id, fresh_agent_id], job_id=job_id)
         # schemathesis is synchronous (requests): it runs in a thread against the replica's process.
         failures, seen = await asyncio.to_thread(_exercise, replica, known)
     assert not failures, "\n\n".join(failures)
     # The generated requests got past the errors too: each operation's success was exercised.
     successes = {name: sorted(code for code in codes if code < 400) for name, codes in seen.items()}
-    assert all(successes.values()) and len(successes) == len(DOCUMENTED), successes
+    assert all(successes.values()) and len(successes) == len(DOCUMENTED), seen
 
 
 class Known:
@@ -162,7 +164,7 @@ def _runner(
         derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=cases, real_ids=st.booleans(), which=st.integers(0, 1), signed=st.booleans())
+    @given(case=cases, real_ids=st.booleans(), which=st.integers(0, 2), signed=st.booleans())
     def run(case: Any, real_ids: bool, which: int, signed: bool) -> None:
         if known is not None and real_ids and case.path_parameters and "agent_id" in case.path_parameters:
             case.path_parameters["agent_id"] = known.agent_ids[which]
@@ -176,6 +178,11 @@ def _runner(
             kwargs["data"] = raw
             kwargs["headers"] = {**kwargs.get("headers", {}), "Content-Type": "application/json"}
             if signed:
+                if known is not None:
+                    # NUL cannot be stored (Postgres text) and is refused with a 400 wherever it is, even
+                    # deep in metadata: taken out of valid requests so that some get through.
+                    raw = raw.replace(b"\\u0000", b"")
+                    kwargs["data"] = raw
                 kwargs["headers"]["X-Hub-Signature-256"] = sign(WEBHOOK_SECRET, raw)
         response = session.request(**kwargs, timeout=10)
         seen.add(response.status_code)

@@ -48,6 +48,13 @@ class Replica:
     def printed(self) -> str:
         return self.output.read_text(errors="replace")
 
+    async def stop(self) -> int:
+        """SIGTERM, and wait (bounded) for the process to exit; its return code. What it printed stays
+        readable until the hub_process block ends."""
+        await _stop(self.process)
+        assert self.process.returncode is not None
+        return self.process.returncode
+
 
 @asynccontextmanager
 async def hub_process(

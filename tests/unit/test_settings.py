@@ -69,6 +69,13 @@ def test_values_are_converted() -> None:
         ({"HUB_PING_INTERVAL": "90"}, "HUB_PING_INTERVAL"),
         ({"HUB_DATABASE_URL": PG}, "HUB_WEBHOOK_SECRET"),
         ({"HUB_DATABASE_URL": PG, **SECRETS, "HUB_JWT_SECRET": "short"}, "HUB_JWT_SECRET"),
+        ({"HUB_LOG_FORMAT": "yaml"}, "HUB_LOG_FORMAT"),
+        ({"HUB_PUBLIC_URL": "status.example.com"}, "HUB_PUBLIC_URL"),
+        ({"HUB_PUBLIC_URL": "wss://status.example.com"}, "HUB_PUBLIC_URL"),
+        ({"HUB_PUBLIC_URL": "https://status.example.com/hub"}, "HUB_PUBLIC_URL"),
+        ({"HUB_PUBLIC_URL": "https://status.example.com?x=1"}, "HUB_PUBLIC_URL"),
+        ({"HUB_PUBLIC_URL": "https://user@status.example.com"}, "HUB_PUBLIC_URL"),
+        ({"HUB_PUBLIC_URL": "https://"}, "HUB_PUBLIC_URL"),
     ],
     ids=[
         "typo",
@@ -88,8 +95,39 @@ def test_values_are_converted() -> None:
         "ping-too-rare",
         "missing-secret-on-postgres",
         "short-secret",
+        "log-format",
+        "public-url-without-scheme",
+        "public-url-websocket-scheme",
+        "public-url-with-path",
+        "public-url-with-query",
+        "public-url-with-user",
+        "public-url-without-host",
     ],
 )
 def test_invalid_configuration_names_the_variable(environ: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError, match=names):
         Settings.from_env(environ)
+
+
+def test_log_format_defaults_to_text_and_takes_json() -> None:
+    assert Settings.from_env({}).log_format == "text"
+    assert Settings.from_env({"HUB_LOG_FORMAT": "JSON"}).log_format == "json"
+
+
+@pytest.mark.parametrize(
+    ("raw", "origin"),
+    [
+        ("https://status.example.com", "https://status.example.com"),
+        ("https://Status.Example.com/", "https://status.example.com"),
+        ("https://status.example.com:443", "https://status.example.com"),
+        ("http://status.example.com:8080", "http://status.example.com:8080"),
+        ("https://[::1]:8443", "https://[::1]:8443"),
+    ],
+)
+def test_the_public_url_is_kept_as_browsers_send_origin(raw: str, origin: str) -> None:
+    assert Settings.from_env({"HUB_PUBLIC_URL": raw}).public_url == origin
+
+
+def test_no_public_url_by_default() -> None:
+    assert Settings.from_env({}).public_url is None
+    assert Settings.from_env({"HUB_PUBLIC_URL": ""}).public_url is None
