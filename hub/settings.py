@@ -98,15 +98,18 @@ class Settings:
                 )
         generated: list[str] = []
         secrets_now: dict[str, Any] = {}
+        missing = [PREFIX + name.upper() for name in _SECRET_FIELDS if not getattr(settings, name)]
+        if missing and not settings.database_url.startswith("sqlite"):
+            # Every missing one at once, so a user fixes them in one go.
+            raise SettingsError(
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required when HUB_DATABASE_URL "
+                "points at a real database, and there are no default secrets: set each to a long random "
+                "value, e.g. the output of `openssl rand -hex 32`."
+            )
         for name in _SECRET_FIELDS:
             value: str = getattr(settings, name)
             env_name = PREFIX + name.upper()
             if not value:
-                if not settings.database_url.startswith("sqlite"):
-                    raise SettingsError(
-                        f"{env_name} is required when HUB_DATABASE_URL points at a real database; "
-                        "there are no default secrets."
-                    )
                 secrets_now[name] = secrets.token_urlsafe(24)
                 generated.append(env_name)
             elif len(value) < (minimum := MIN_JWT_SECRET_LENGTH if name == "jwt_secret" else _MIN_SECRET_LENGTH):
@@ -188,7 +191,8 @@ def _number(key: str, raw: str, kind: type[int] | type[float]) -> Any:
     try:
         return kind(raw)
     except ValueError:
-        raise SettingsError(f"{key} must be a {kind.__name__}; got {raw!r}.") from None
+        expected = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{key} must be {expected}; got {raw!r}.") from None
 
 
 def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:

@@ -14,11 +14,28 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def log_welcome(settings: Settings, host: str, port: int) -> None:
-    """The same lines for HUB_LOG_FORMAT=json: one log line each, so the stream stays all JSON."""
-    for line in welcome(settings, host, port).splitlines():
+def log_lines(text: str) -> None:
+    """A banner for HUB_LOG_FORMAT=json: one log line each, so the stream stays all JSON."""
+    for line in text.splitlines():
         if line.strip():
             log.info(line.strip())
+
+
+def serving(settings: Settings, host: str, port: int) -> str:
+    """What ``serve`` prints when the secrets are set: where the hub is, never a secret."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    base = settings.public_url or f"http://{shown}:{port}"
+    return "\n".join(
+        [
+            "",
+            f"status-hub is serving on {host}:{port}"
+            + (f" (public URL {settings.public_url})" if settings.public_url else ""),
+            f"  API and its OpenAPI document: {base}/schema",
+            f"  Probes: {base}/livez, {base}/readyz; metrics: {base}/metrics",
+            "  A dashboard link for an owner (signed with HUB_JWT_SECRET): status-hub token --owner <ownerId> --link",
+            "",
+        ]
+    )
 
 
 def welcome(settings: Settings, host: str, port: int) -> str:
@@ -38,6 +55,7 @@ def welcome(settings: Settings, host: str, port: int) -> str:
             "",
             "Dashboard for owner demo-owner:",
             f"  {base}/#token={token}",
+            f"API and its OpenAPI document: {base}/schema",
             "",
             "Create an agent and start provisioning it (admin API):",
             f"  curl -s -X POST {base}/api/agents -H 'Authorization: Bearer {settings.admin_token}' "

@@ -82,13 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate_or_report(settings)
     if args.workers < 1:
         parser.error("--workers must be at least 1.")
-    if args.workers > 1 and settings.generated_secrets:
-        _report(
-            f"status-hub: --workers > 1 needs {', '.join(settings.generated_secrets)} set: each worker would "
-            "otherwise generate its own secrets, and requests would fail depending on the worker.",
-            json_logs=json_logs,
-        )
-        return 2
+    # Redis first: on the embedded default it is what --workers lacks most (the secrets follow).
     if args.workers > 1 and settings.redis_url is None:
         _report(
             "status-hub: --workers > 1 needs HUB_REDIS_URL: the in-memory broker lives in one process, "
@@ -96,15 +90,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             json_logs=json_logs,
         )
         return 2
+    if args.workers > 1 and settings.generated_secrets:
+        _report(
+            f"status-hub: --workers > 1 needs {', '.join(settings.generated_secrets)} set: each worker would "
+            "otherwise generate its own secrets, and requests would fail depending on the worker.",
+            json_logs=json_logs,
+        )
+        return 2
     if (failed := _migrate_or_report(settings)) != 0:
         return failed
-    if args.workers == 1 and settings.generated_secrets:
-        from hub.cli import banner
+    from hub.cli import banner
 
-        if json_logs:
-            banner.log_welcome(settings, args.host, args.port)
-        else:
-            print(banner.welcome(settings, args.host, args.port), flush=True)
+    text = (
+        banner.welcome(settings, args.host, args.port)
+        if args.workers == 1 and settings.generated_secrets
+        else banner.serving(settings, args.host, args.port)
+    )
+    if json_logs:
+        banner.log_lines(text)
+    else:
+        print(text, flush=True)
     try:
         process_setup.serve(settings, host=args.host, port=args.port, workers=args.workers)
     except Exception:
@@ -130,11 +135,19 @@ def _report(message: str, *, json_logs: bool) -> None:
 
 
 def _migrate_or_report(settings: Settings) -> int:
+    """Migrate; when the database cannot be used, say why in a line or two (the traceback only at
+    DEBUG) and return the exit status: 3 for a dependency that is not there, 1 for anything else."""
+    from hub.runtime.startup import explain_database_error
+
     try:
         asyncio.run(_migrate(settings))
     except Exception as exc:
-        log.exception("Migrating the database failed (%s: %s); nothing was started.", type(exc).__name__, exc)
-        return 1
+        explained = explain_database_error(exc, settings.database_url)
+        if explained is None:
+            log.exception("Migrating the database failed (%s: %s); nothing was started.", type(exc).__name__, exc)
+            return 1
+        log.error("status-hub: %s", explained, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+        return 3
     return 0
 
 

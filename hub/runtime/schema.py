@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,14 +26,32 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade_database(engine: AsyncEngine) -> None:
-    """Upgrade to head in one transaction. On Postgres a transaction-level advisory lock makes
-    concurrent replicas wait for each other; the second finds the schema current and does nothing."""
+async def upgrade_database(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    """Upgrade to head in one transaction; the revisions before and after. On Postgres a
+    transaction-level advisory lock makes concurrent replicas wait for each other: the first
+    migrates, the others say they wait, then find the schema current and do nothing."""
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            locked = (await connection.execute(_TRY_LOCK, {"key": _MIGRATION_LOCK_KEY})).scalar_one()
+            if not locked:
+                log.info("Another replica is migrating the database; waiting for it.")
+                await connection.execute(_LOCK, {"key": _MIGRATION_LOCK_KEY})
+        before = await connection.run_sync(_current_revision)
         await connection.run_sync(_upgrade)
-    log.info("Database schema is current.")
+        after = await connection.run_sync(_current_revision)
+    if before == after:
+        log.info("Database schema is current (revision %s).", after)
+    else:
+        log.info("Migrated the database schema from revision %s to %s.", before or "none (empty database)", after)
+    return before, after
+
+
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _upgrade(connection: Connection) -> None:

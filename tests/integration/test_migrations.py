@@ -45,6 +45,10 @@ async def test_replicas_migrating_at_once_do_not_race(empty_database: str) -> No
 
     results = await asyncio.gather(*(migrate() for _ in range(3)))
     assert [code for code, _ in results] == [0, 0, 0], [output.decode() for _, output in results]
+    # One says what it did; the others (having waited for it, if they came while it ran) find it done.
+    said = [output.decode() for _, output in results]
+    assert sum("Migrated the database schema from revision none (empty database) to " in out for out in said) == 1
+    assert sum("Database schema is current (revision " in out for out in said) == 2
     engine = make_engine(empty_database, pool_size=1)
     try:
         async with engine.connect() as connection:
