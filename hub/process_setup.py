@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 
 import uvicorn
@@ -138,13 +139,18 @@ def worker_app() -> Litestar:
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     options = {**server_options(settings), "host": host, "port": port}
     # uvicorn raises the SIGTERM it handled again once it has stopped, to end the process the way the
-    # signal would have; by then the hub has drained and stopped cleanly, so the process exits 0.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    # signal would have; by then the hub has drained and stopped cleanly, so the process exits 0. A
+    # SIGTERM before uvicorn has taken over the signal (still starting) ends it at once, also with 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if workers > 1:
         with shared_metrics_dir():
             uvicorn.run("hub.process_setup:worker_app", factory=True, workers=workers, **options)
         return
     uvicorn.run(build_app(settings), **options)
+
+
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 @contextmanager

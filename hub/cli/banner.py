@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def log_lines(text: str) -> None:
-    """A banner for HUB_LOG_FORMAT=json: one log line each, so the stream stays all JSON."""
+    """A banner as log lines, one each, so the stream keeps one format (all JSON, with
+    HUB_LOG_FORMAT=json)."""
     for line in text.splitlines():
         if line.strip():
             log.info(line.strip())

@@ -101,15 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failed
     from hub.cli import banner
 
-    text = (
-        banner.welcome(settings, args.host, args.port)
-        if args.workers == 1 and settings.generated_secrets
-        else banner.serving(settings, args.host, args.port)
-    )
-    if json_logs:
-        banner.log_lines(text)
+    if args.workers == 1 and settings.generated_secrets:
+        # A how-to with the secrets made for this run: printed as it is, for a person to copy from.
+        text = banner.welcome(settings, args.host, args.port)
+        if json_logs:
+            banner.log_lines(text)
+        else:
+            print(text, flush=True)
     else:
-        print(text, flush=True)
+        banner.log_lines(banner.serving(settings, args.host, args.port))
     try:
         process_setup.serve(settings, host=args.host, port=args.port, workers=args.workers)
     except Exception:

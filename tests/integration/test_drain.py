@@ -28,6 +28,7 @@ AGENTS = 50
 DRAIN_DELAY = 2.0
 DRAIN_SECONDS = 4.0
 JITTER = 1.0  # seconds a client waits, at random, before reconnecting (as statushub.js does)
+RECONNECT_ATTEMPTS = 4
 
 
 @dataclass
@@ -58,14 +59,22 @@ async def follow(dashboard: Dashboard, first: str, then: str, connected: asyncio
             dashboard.close_code = ws.close_code
         if stop.is_set():
             return
-        await asyncio.sleep(random.uniform(0, JITTER))
-        async with open_socket(then, f"{path}?version={dashboard.version}", ping_interval=None) as ws:
-            dashboard.reconnected = True
-            reader = asyncio.ensure_future(_read(ws, dashboard))
-            stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            reader.cancel()
-            stopped.cancel()
+        # As statushub.js does: reconnect after a jittered pause, and again (backing off) while the
+        # other replica does not take the handshake in time, under a thousand arriving at once.
+        for attempt in range(RECONNECT_ATTEMPTS):
+            await asyncio.sleep(random.uniform(0, JITTER * 2**attempt))
+            try:
+                async with open_socket(then, f"{path}?version={dashboard.version}", ping_interval=None) as ws:
+                    dashboard.reconnected = True
+                    reader = asyncio.ensure_future(_read(ws, dashboard))
+                    stopped = asyncio.ensure_future(stop.wait())
+                    await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    reader.cancel()
+                    stopped.cancel()
+                    return
+            except TimeoutError:
+                if attempt == RECONNECT_ATTEMPTS - 1:
+                    raise
     except Exception as exc:
         dashboard.errors.append(repr(exc))
         connected.set()

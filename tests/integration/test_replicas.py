@@ -90,9 +90,11 @@ async def test_shutdown_closes_sockets_with_1012(settings: Settings, clean_db: A
 
 
 async def test_generated_secrets_refuse_several_workers() -> None:
+    # With Redis set (without it, that is what --workers is told first).
+    env = {"PATH": "/usr/bin:/bin", "HUB_REDIS_URL": "redis://127.0.0.1:6379/0"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub.cli", "serve", "--workers", "2",
-        env={"PATH": "/usr/bin:/bin"}, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
