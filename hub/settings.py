@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import ipaddress
 import math
 import re
 import secrets
@@ -27,6 +30,9 @@ LOG_FORMATS = ("text", "json")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # A host name or IPv4 address, or an IPv6 literal (its brackets already taken off).
 _HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
+DEFAULT_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
+# A Standard Webhooks secret in its own form: whsec_ and the key in base64.
+_STANDARD_SECRET_PREFIX = "whsec_"
 
 
 class SettingsError(ValueError):
@@ -60,6 +66,11 @@ class Settings:
     # The origin browsers see the hub at behind a proxy (https://status.example.com); None: the
     # request's own Host. Stored as normalize_origin() gives it.
     public_url: str | None = None
+    # GitHub Actions OIDC tokens as callback credentials: on when an audience is set. The issuer's
+    # discovery document and keys are fetched from oidc_issuer; only these repository ids may call.
+    oidc_audience: str | None = None
+    oidc_issuer: str = DEFAULT_OIDC_ISSUER
+    oidc_repositories: tuple[int, ...] = ()
     # Secrets generated for this run on the embedded default; printed once at start-up.
     generated_secrets: tuple[str, ...] = ()
 
@@ -67,6 +78,16 @@ class Settings:
     def is_embedded(self) -> bool:
         """True when running on the SQLite file and the in-memory broker."""
         return self.database_url.startswith("sqlite") and self.redis_url is None
+
+    @property
+    def signatures_enabled(self) -> bool:
+        """Callbacks may be signed (Standard Webhooks or X-Hub-Signature-256): a webhook secret is set."""
+        return bool(self.webhook_secret)
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Callbacks may carry a GitHub Actions OIDC token: an audience is set."""
+        return self.oidc_audience is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -96,24 +117,39 @@ class Settings:
                     f"HUB_ALLOWED_ORIGINS must list origins like https://dash.example.com "
                     f"(scheme and host, no path); got {origin!r}."
                 )
+        oidc = _check_oidc(settings)
         generated: list[str] = []
         secrets_now: dict[str, Any] = {}
-        missing = [PREFIX + name.upper() for name in _SECRET_FIELDS if not getattr(settings, name)]
+        # With OIDC on, the webhook secret is optional: without one, only OIDC tokens are accepted.
+        optional = ("webhook_secret",) if settings.oidc_audience is not None else ()
+        missing = [
+            PREFIX + name.upper() for name in _SECRET_FIELDS if not getattr(settings, name) and name not in optional
+        ]
         if missing and not settings.database_url.startswith("sqlite"):
             # Every missing one at once, so a user fixes them in one go.
+            hint = (
+                " (HUB_WEBHOOK_SECRET may be left out when HUB_OIDC_AUDIENCE is set: callbacks then carry "
+                "GitHub Actions OIDC tokens)"
+                if "HUB_WEBHOOK_SECRET" in missing
+                else ""
+            )
             raise SettingsError(
                 f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required when HUB_DATABASE_URL "
                 "points at a real database, and there are no default secrets: set each to a long random "
-                "value, e.g. the output of `openssl rand -hex 32`."
+                f"value, e.g. the output of `openssl rand -hex 32`{hint}."
             )
         for name in _SECRET_FIELDS:
             value: str = getattr(settings, name)
             env_name = PREFIX + name.upper()
             if not value:
+                if name in optional:
+                    continue
                 secrets_now[name] = secrets.token_urlsafe(24)
                 generated.append(env_name)
             elif len(value) < (minimum := MIN_JWT_SECRET_LENGTH if name == "jwt_secret" else _MIN_SECRET_LENGTH):
                 raise SettingsError(f"{env_name} must be at least {minimum} characters long.")
+        if settings.webhook_secret.startswith(_STANDARD_SECRET_PREFIX):
+            _check_standard_secret(settings.webhook_secret)
         if settings.ping_interval > _MAX_PING_INTERVAL:
             # Dashboards treat a socket that has been silent for ~50 s as dead and reconnect.
             raise SettingsError(
@@ -132,7 +168,7 @@ class Settings:
             )
         if settings.log_format.lower() not in LOG_FORMATS:
             raise SettingsError(f"HUB_LOG_FORMAT must be text or json; got {settings.log_format!r}.")
-        normalized: dict[str, Any] = {"log_format": settings.log_format.lower()}
+        normalized: dict[str, Any] = {"log_format": settings.log_format.lower(), **oidc}
         if settings.public_url is not None:
             public = normalize_origin(settings.public_url)
             if public is None:
@@ -163,6 +199,75 @@ def normalize_origin(url: str) -> str | None:
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+
+
+def _check_oidc(settings: Settings) -> dict[str, Any]:
+    """Validate the OIDC settings; their normalized values."""
+    audience = settings.oidc_audience.strip() if settings.oidc_audience is not None else None
+    repositories: list[int] = []
+    for item in settings.oidc_repositories:
+        text = str(item).strip()
+        if not (text.isascii() and text.isdigit()) or int(text) == 0:
+            raise SettingsError(
+                "HUB_OIDC_REPOSITORIES must list numeric GitHub repository ids, comma-separated (a repository's "
+                f"id is `gh api repos/OWNER/NAME --jq .id`); got {item!r}."
+            )
+        repositories.append(int(text))
+    if audience == "":
+        raise SettingsError("HUB_OIDC_AUDIENCE must not be blank; leave it unset to turn OIDC callbacks off.")
+    if audience is None and repositories:
+        raise SettingsError(
+            "HUB_OIDC_REPOSITORIES is set but HUB_OIDC_AUDIENCE is not: set the audience to turn OIDC on."
+        )
+    if audience is not None and not repositories:
+        # Anyone can mint a GitHub token for any audience from their own repository: the ids are the policy.
+        raise SettingsError(
+            "HUB_OIDC_REPOSITORIES is required with HUB_OIDC_AUDIENCE: list the numeric ids of the repositories "
+            "whose workflows may send callbacks (any GitHub repository can mint a token for any audience)."
+        )
+    _check_issuer(settings.oidc_issuer)
+    return {"oidc_audience": audience, "oidc_repositories": tuple(dict.fromkeys(repositories))}
+
+
+def _check_issuer(issuer: str) -> None:
+    problem = ""
+    try:
+        parts = urlsplit(issuer)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        problem = "it is not a URL"
+    else:
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            problem = "it must be an https URL"
+        elif parts.query or parts.fragment or parts.username is not None or parts.password is not None:
+            problem = "it must have no user, query or fragment"
+        elif parts.scheme == "http" and not is_loopback(parts.hostname):
+            problem = "plain http is accepted only for a loopback host (tests)"
+    if problem:
+        raise SettingsError(f"HUB_OIDC_ISSUER must be the token issuer's https URL; {problem}: got {issuer!r}.")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_standard_secret(secret: str) -> None:
+    encoded = secret[len(_STANDARD_SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) < _MIN_SECRET_LENGTH:
+        raise SettingsError(
+            f"HUB_WEBHOOK_SECRET starts with {_STANDARD_SECRET_PREFIX}, so the rest must be the base64 of a key of "
+            f"at least {_MIN_SECRET_LENGTH} bytes (a Standard Webhooks secret)."
+        )
 
 
 def _convert(key: str, raw: str, annotation: object, *, allow_zero: bool = False) -> Any:

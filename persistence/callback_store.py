@@ -56,6 +56,8 @@ class JobState:
     heartbeat_job: str | None = None
     # False when a newer provisioning of the agent superseded this job's instance.
     current: bool = True
+    # The repository whose OIDC-authenticated workflows alone may report this job, if it was bound to one.
+    repository_id: int | None = None
     _original: tuple[str, str | None] = field(default=("", None), repr=False)
 
     @property
@@ -103,6 +105,7 @@ def _lock_statement(with_delivery: bool) -> Any:
     columns: list[Any] = [
         _jobs.c.status.label("job_status"),
         _jobs.c.error.label("job_error"),
+        _jobs.c.repository_id.label("job_repository_id"),
         _instances.c.agent_id,
         *INSTANCE_COLUMNS,
         # The agent's newest version over all its instances: a callback for a job whose instance
@@ -217,6 +220,7 @@ async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_i
         # <=, not ==: when this statement waited for the row lock, the locked row is re-read at its
         # newest version while the subquery keeps the statement's older snapshot.
         current=row.agent_version is None or row.agent_version <= instance.version,
+        repository_id=row.job_repository_id,
         _original=(row.job_status, row.job_error),
     )
 

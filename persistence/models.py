@@ -87,6 +87,9 @@ class ProvisioningJob(Timestamped, Base):
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(32), default="queued")
     error: Mapped[str | None] = mapped_column(Text)
+    # The GitHub repository (its numeric id) whose OIDC-authenticated workflows alone may report
+    # this job; None: any accepted credential may.
+    repository_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AgentInstance(Timestamped, Base):

@@ -70,9 +70,10 @@ def _newest_versions(agent_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, int]:
 
 
 async def start_provisioning(
-    session: AsyncSession, agent: Agent, *, job_id: str
+    session: AsyncSession, agent: Agent, *, job_id: str, repository_id: int | None = None
 ) -> tuple[ProvisioningJob, AgentInstance]:
-    """A queued job and a pending instance; the version continues from the agent's previous instance."""
+    """A queued job and a pending instance; the version continues from the agent's previous instance.
+    With ``repository_id``, only that repository's OIDC-authenticated workflows may report the job."""
     # Lock the agent so two concurrent provision calls cannot both see "nothing in progress", and
     # the newest instance so a callback bumping its version (a heartbeat of a running instance)
     # finishes first: the new instance's version must come after it.
@@ -82,7 +83,7 @@ async def start_provisioning(
         raise ProvisioningConflict(f"Agent {agent.id} already has a provisioning in progress (job {previous.job_id}).")
     if await session.get(ProvisioningJob, job_id) is not None:
         raise ProvisioningConflict(f"Job id {job_id!r} is already used.")
-    job = ProvisioningJob(id=job_id, agent_id=agent.id, status="queued")
+    job = ProvisioningJob(id=job_id, agent_id=agent.id, status="queued", repository_id=repository_id)
     instance = AgentInstance(
         agent_id=agent.id,
         job_id=job_id,

@@ -6,7 +6,7 @@ import json
 import logging
 import shlex
 
-from hub.domain.signatures import sign
+from hub.domain.signatures import STANDARD_PREFIX, standard_key
 from hub.domain.tokens import issue_dashboard_token
 from hub.settings import Settings
 
@@ -50,7 +50,7 @@ def welcome(settings: Settings, host: str, port: int) -> str:
             f"status-hub is running on the embedded default at {base}",
             f"  database: {settings.database_url} (SQLite file); broker: in-memory (one process)",
             f"  generated for this run (set them to keep them): {', '.join(settings.generated_secrets)}",
-            f"  HUB_WEBHOOK_SECRET={settings.webhook_secret}",
+            *([f"  HUB_WEBHOOK_SECRET={settings.webhook_secret}"] if settings.signatures_enabled else []),
             f"  HUB_JWT_SECRET={settings.jwt_secret}",
             f"  HUB_ADMIN_TOKEN={settings.admin_token}",
             "",
@@ -64,14 +64,35 @@ def welcome(settings: Settings, host: str, port: int) -> str:
             f"  curl -s -X POST {base}/api/agents/<agentId>/provision "
             f"-H 'Authorization: Bearer {settings.admin_token}'",
             "",
-            "Send a signed workflow callback (replace <jobId> with the jobId the provision call returned):",
-            f"  body={shlex.quote(body)}",
-            f'  sig=$(printf %s "$body" | openssl dgst -sha256 -hmac {shlex.quote(settings.webhook_secret)} '
-            "| sed 's/^.* //')",
-            f'  curl -s -X POST {base}/api/webhooks/github -H "X-Hub-Signature-256: sha256=$sig" '
-            "-H 'Content-Type: application/json' -d \"$body\"",
-            "",
-            f"(example signature of that exact body: {sign(settings.webhook_secret, body.encode())})",
-            "",
+            *_callback_example(settings, base, body),
         ]
     )
+
+
+def _callback_example(settings: Settings, base: str, body: str) -> list[str]:
+    """A callback signed with Standard Webhooks by curl and openssl, or what to send instead when
+    only OIDC tokens are accepted."""
+    if not settings.signatures_enabled:
+        return [
+            "Workflow callbacks: GitHub Actions OIDC tokens only (Authorization: Bearer <token>, audience "
+            f"{settings.oidc_audience}); see examples/github-actions/provision-oidc.yml.",
+            "",
+        ]
+    return [
+        "Send a signed workflow callback (Standard Webhooks; replace <jobId> with the jobId the provision "
+        "call returned):",
+        f"  body={shlex.quote(body)}",
+        "  id=msg_$(openssl rand -hex 12); ts=$(date +%s)",
+        f'  sig=$(printf \'%s.%s.%s\' "$id" "$ts" "$body" | {hmac_command(settings.webhook_secret)} | base64)',
+        f'  curl -s -X POST {base}/api/webhooks/github -H "webhook-id: $id" -H "webhook-timestamp: $ts" '
+        '-H "webhook-signature: v1,$sig" -H \'Content-Type: application/json\' -d "$body"',
+        "",
+    ]
+
+
+def hmac_command(secret: str) -> str:
+    """The openssl command that prints the binary HMAC-SHA256 of its input under the Standard
+    Webhooks key of ``secret`` (a whsec_ secret's decoded bytes, given in hex; any other as it is)."""
+    if secret.startswith(STANDARD_PREFIX):
+        return f"openssl dgst -sha256 -mac HMAC -macopt hexkey:{standard_key(secret).hex()} -binary"
+    return f"openssl dgst -sha256 -hmac {shlex.quote(secret)} -binary"

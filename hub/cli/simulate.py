@@ -1,4 +1,8 @@
-"""A provisioning workflow's callbacks, signed and sent over HTTP: ``status-hub simulate`` and the demo."""
+"""A provisioning workflow's callbacks, signed and sent over HTTP: ``status-hub simulate`` and the demo.
+
+Each callback is signed with Standard Webhooks under HUB_WEBHOOK_SECRET: a ``webhook-id`` that stays
+the same across retries (the hub's delivery id, so a retried callback is applied once) and a
+``webhook-timestamp`` of each attempt, which the hub refuses once it is 5 minutes old."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import os
 import random
 import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,7 +20,7 @@ from typing import Any, Final
 
 import httpx
 
-from hub.domain.signatures import sign
+from hub.domain.signatures import sign_standard, standard_webhook
 from hub.domain.steps import WORKFLOW_STEPS
 
 WEBHOOK_PATH: Final = "/api/webhooks/github"
@@ -85,8 +90,9 @@ def instance_metadata(job_id: str) -> dict[str, str]:
 
 
 class Sender:
-    """Signs and posts callbacks. Retries server errors (5xx) and connection errors with capped,
-    jittered backoff, under one ``X-GitHub-Delivery`` id so the hub applies a retried callback once."""
+    """Signs (Standard Webhooks) and posts callbacks. Retries server errors (5xx) and connection
+    errors with capped, jittered backoff, under one ``webhook-id`` so the hub applies a retried
+    callback once; each attempt is signed with its own timestamp."""
 
     def __init__(
         self, client: httpx.AsyncClient, secret: str, *, attempts: int = 5, backoff: float = 0.5, log: Log = print
@@ -94,20 +100,21 @@ class Sender:
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1; got {attempts}.")
         self._client = client
-        self._secret = secret
+        # ValueError for a whsec_ secret that is not base64.
+        self._webhook = standard_webhook(secret)
         self._attempts = attempts
         self._backoff = backoff
         self._log = log
 
     async def send(self, body: Mapping[str, Any]) -> httpx.Response:
         raw = json.dumps(body, separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Hub-Signature-256": sign(self._secret, raw),
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-        }
+        delivery = f"msg_{uuid.uuid4().hex}"
         for attempt in range(1, self._attempts + 1):
             retry_after: str | None = None
+            headers = {
+                "Content-Type": "application/json",
+                **sign_standard(self._webhook, delivery, int(time.time()), raw),
+            }
             try:
                 response = await self._client.post(WEBHOOK_PATH, content=raw, headers=headers)
             except httpx.TransportError as exc:
@@ -171,6 +178,11 @@ def run(args: argparse.Namespace) -> int:
             "callbacks can be signed.",
             file=sys.stderr,
         )
+        return 2
+    try:
+        standard_webhook(secret)
+    except ValueError as exc:
+        print(f"status-hub simulate: HUB_WEBHOOK_SECRET is not usable: {exc}.", file=sys.stderr)
         return 2
     if not args.url.startswith(("http://", "https://")):
         print(f"status-hub simulate: --url must start with http:// or https://; got {args.url!r}.", file=sys.stderr)

@@ -98,12 +98,29 @@ def parse(raw: bytes) -> tuple[WebhookBody, dict[str, Any]]:
 
 
 async def apply(
-    connection: AsyncConnection, body: WebhookBody, document: dict[str, Any], delivery_id: str | None
+    connection: AsyncConnection,
+    body: WebhookBody,
+    document: dict[str, Any],
+    delivery_id: str | None,
+    repository_id: int | None = None,
 ) -> Outcome:
-    """Route and apply one callback; raises CallbackError(404) for an unknown job."""
+    """Route and apply one callback; raises CallbackError(404) for an unknown job, and (403) for a job
+    bound to a repository when ``repository_id`` (the one the caller's OIDC token proves; None for a
+    signed callback, which proves none) is not that one."""
     job = await lock_for_callback(connection, body.job_id, delivery_id)
     if job is None:
         raise CallbackError(404, f"No provisioning job with job_id {body.job_id!r}.", "job_id")
+    if job.repository_id is not None and repository_id != job.repository_id:
+        caller = (
+            "a signed callback proves no repository"
+            if repository_id is None
+            else f"this token is from repository id {repository_id}"
+        )
+        raise CallbackError(
+            403,
+            f"Job {body.job_id!r} accepts callbacks only from repository id {job.repository_id}, with that "
+            f"repository's GitHub Actions OIDC token; {caller}.",
+        )
     instance = job.instance
     if delivery_id is not None:
         earlier = _earlier_answer(job, delivery_id)

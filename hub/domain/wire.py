@@ -84,6 +84,8 @@ class NewAgent(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 class ProvisionRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     job_id: Annotated[str, _documented(minLength=1, maxLength=128, pattern=r"\S")] | None = None
+    # The GitHub repository id whose OIDC-authenticated workflows alone may report the job.
+    repository_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
 
 
 class Provisioned(msgspec.Struct, rename="camel"):

@@ -22,7 +22,7 @@ from hub.domain.wire import (
     encode_status,
 )
 from hub.http.guards import ViewerDep, admin_only
-from hub.runtime import HubDep
+from hub.runtime import Hub, HubDep
 from persistence import queries, status_reads
 from persistence.callback_store import InstanceState
 
@@ -115,13 +115,17 @@ async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id
     body = _decode(_provision_request, raw) if raw.strip() else ProvisionRequest()
     job_id = body.job_id if body.job_id is not None else uuid.uuid4().hex
     _check_text("jobId", job_id, 128)
+    if body.repository_id is not None:
+        _check_repository(hub, body.repository_id)
     key = _agent_key(agent_id)
     async with hub.sessions() as session, session.begin():
         agent = await queries.get_agent(session, key)
         if agent is None:
             raise NotFoundException(f"No agent with id {agent_id}.")
         try:
-            job, instance = await queries.start_provisioning(session, agent, job_id=job_id)
+            job, instance = await queries.start_provisioning(
+                session, agent, job_id=job_id, repository_id=body.repository_id
+            )
         except queries.ProvisioningConflict as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
     status = agent_status(instance)
@@ -152,6 +156,19 @@ def _check_text(field: str, value: str, longest: int) -> None:
     else:
         return
     raise HTTPException(status_code=400, detail=detail, extra={"field": field})
+
+
+def _check_repository(hub: Hub, repository_id: int) -> None:
+    """A job bound to a repository is reported only with that repository's OIDC tokens: refused when
+    this hub could never accept one, rather than left to wait for callbacks that cannot come."""
+    settings = hub.settings
+    if not settings.oidc_enabled:
+        detail = "Field repositoryId needs GitHub Actions OIDC callbacks, which this hub has off (HUB_OIDC_AUDIENCE)."
+    elif repository_id not in settings.oidc_repositories:
+        detail = f"Field repositoryId {repository_id} is not among the repositories HUB_OIDC_REPOSITORIES allows."
+    else:
+        return
+    raise HTTPException(status_code=400, detail=detail, extra={"field": "repositoryId"})
 
 
 def _decode(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:

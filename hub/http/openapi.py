@@ -99,11 +99,31 @@ _SECURITY_SCHEMES: Final = {
         "scheme": "bearer",
         "description": "HUB_METRICS_TOKEN, when it is set (otherwise /metrics is open).",
     },
+    "githubOidc": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A GitHub Actions OIDC id token (RS256, from the workflow's ACTIONS_ID_TOKEN_REQUEST_URL with "
+        "`audience=` HUB_OIDC_AUDIENCE), verified against HUB_OIDC_ISSUER's published keys; accepted when "
+        "HUB_OIDC_AUDIENCE is set. Its `repository_id` must be in HUB_OIDC_REPOSITORIES, and runs of "
+        "`pull_request_target` or `workflow_run` are refused. A job provisioned with `repositoryId` takes "
+        "callbacks only from that repository's tokens.",
+    },
+    "webhookStandard": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "webhook-signature",
+        "description": "Standard Webhooks, with HUB_WEBHOOK_SECRET: `webhook-id` (the delivery id: a replay is the "
+        "same delivery), `webhook-timestamp` (Unix seconds, within 5 minutes of the hub's clock) and "
+        '`webhook-signature: v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<raw body>">`. The key is '
+        "a `whsec_<base64>` secret decoded, or any other secret's UTF-8 bytes.",
+    },
     "webhookSignature": {
         "type": "apiKey",
         "in": "header",
         "name": "X-Hub-Signature-256",
-        "description": "`sha256=<hex HMAC-SHA256 of the raw body under HUB_WEBHOOK_SECRET>`, as GitHub signs webhooks.",
+        "description": "`sha256=<hex HMAC-SHA256 of the raw body under HUB_WEBHOOK_SECRET>`, as GitHub signs webhooks. "
+        "Signs the body only: a captured callback can be replayed (use Standard Webhooks or OIDC instead).",
     },
 }
 
@@ -124,12 +144,16 @@ DOCUMENTED: Final[tuple[Documented, ...]] = (
     Documented(
         handler=webhooks.github_callback,
         summary="Report a provisioning workflow's progress",
-        description="A workflow callback, signed over the raw body. Idempotent by `X-GitHub-Delivery` (or "
-        "`Idempotency-Key`): a redelivery gets the first answer again and is applied once.",
-        security=("webhookSignature",),
+        description="A workflow callback with one credential, checked on the raw body: a GitHub Actions OIDC "
+        "token (with HUB_OIDC_AUDIENCE), or a Standard Webhooks or X-Hub-Signature-256 signature (with "
+        "HUB_WEBHOOK_SECRET). Idempotent by delivery id, which is `webhook-id` under Standard Webhooks and "
+        "otherwise `X-GitHub-Delivery` (or `Idempotency-Key`): a redelivery gets the first answer again and "
+        "is applied once.",
+        security=("githubOidc", "webhookStandard", "webhookSignature"),
         request=WebhookBody,
         request_headers={
-            "X-GitHub-Delivery": "The delivery id (1 to 128 characters): a redelivery with it is applied once.",
+            "X-GitHub-Delivery": "The delivery id (1 to 128 characters) of an OIDC or X-Hub-Signature-256 "
+            "callback: a redelivery with it is applied once.",
             "Idempotency-Key": "Used as the delivery id when X-GitHub-Delivery is absent.",
         },
         answers={
@@ -137,12 +161,24 @@ DOCUMENTED: Final[tuple[Documented, ...]] = (
                 "Received; `applied` says whether it changed the status, `version` is the current one.", WebhookReply
             ),
             400: _error("Malformed JSON, a missing or mistyped field (named in the message), or a bad delivery id."),
-            401: _error("Missing or invalid X-Hub-Signature-256."),
+            401: _error(
+                "No credential this hub accepts, or one that does not verify: a bad signature, a `webhook-timestamp` "
+                "more than 5 minutes away, or an OIDC token failing a check (`extra.check` names it: format, alg, "
+                "kid, signature, iss, aud, exp, nbf or iat)."
+            ),
+            403: _error(
+                "A verified OIDC token the policy refuses (a repository not in HUB_OIDC_REPOSITORIES, a "
+                "`pull_request_target` or `workflow_run` run), or a job bound to another repository."
+            ),
             404: _error("No job with this `job_id`."),
             409: _error("This delivery id was already used for another job."),
             413: _error("The body is over 64 KiB, or the instance's merged metadata over 16 KiB."),
             422: _error("Unknown `status`, `step` or `type`; the message lists the valid values."),
-            503: _BUSY,
+            503: _error(
+                "The database is unavailable, this replica is busy, or the OIDC issuer's keys could not be fetched "
+                "to verify the token; the message says which. Retry after Retry-After seconds.",
+                "Retry-After",
+            ),
         },
         tags=("workflows",),
     ),
@@ -191,13 +227,17 @@ DOCUMENTED: Final[tuple[Documented, ...]] = (
         handler=agents.provision_agent,
         summary="Start provisioning an agent",
         description="Creates a queued job and a pending instance, and publishes the new status. The body may "
-        "be empty; without `jobId` the hub makes one.",
+        "be empty; without `jobId` the hub makes one. With `repositoryId` (a GitHub repository id in "
+        "HUB_OIDC_REPOSITORIES), the job takes callbacks only from that repository's OIDC tokens.",
         security=("adminToken",),
         request=ProvisionRequest,
         request_required=False,
         answers={
             201: Answer("The job id to hand to the workflow, and the new status.", Provisioned),
-            400: _error("Malformed JSON, or a mistyped or too long `jobId`."),
+            400: _error(
+                "Malformed JSON, a mistyped or too long `jobId`, or a `repositoryId` this hub takes no OIDC "
+                "callbacks from."
+            ),
             401: _error("No admin token, or a wrong one.", "WWW-Authenticate"),
             404: _NOT_AN_AGENT,
             409: _error("A provisioning of this agent is in progress, or the job id is taken."),

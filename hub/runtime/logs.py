@@ -23,10 +23,13 @@ CONTEXT_FIELDS: Final = ("agent_id", "job_id", "delivery_id")
 VERBATIM_LOGGER: Final = "hub.cli.banner"
 
 _REDACTED: Final = "[redacted]"
-# Credentials as they travel: a bearer token (header or ``bearer.<jwt>`` subprotocol), the dashboard
-# cookie, any JWT, a callback signature, the password of a URL.
+# Credentials as they travel: a bearer token (header or ``bearer.<jwt>`` subprotocol; a GitHub Actions
+# OIDC token too), the dashboard cookie, any JWT, a callback signature (X-Hub-Signature-256's
+# ``sha256=<hex>``, Standard Webhooks' ``v1,<base64>``), a Standard Webhooks secret (``whsec_``), the
+# password of a URL.
 _CREDENTIALS: Final = re.compile(
-    r"(?P<keep>(?i:\bbearer[ .])|status_hub_token=|sha256=(?=[0-9a-fA-F]{16})|://[^/\s:@]+:(?=[^/\s@]+@))"
+    r"(?P<keep>(?i:\bbearer[ .])|status_hub_token=|sha256=(?=[0-9a-fA-F]{16})|\bv1,(?=[A-Za-z0-9+/]{16})"
+    r"|\bwhsec_(?=[A-Za-z0-9+/]{8})|://[^/\s:@]+:(?=[^/\s@]+@))"
     r"(?P<secret>[^\s,;\"'@\\]+)"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
 )

@@ -16,15 +16,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import Pool
+from standardwebhooks import Webhook
 
 from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, canary_channel, channel_name
 from hub.domain.agent_ids import parse_agent_id
 from hub.domain.frames import StatusFrame, tracked_frame
+from hub.domain.signatures import standard_webhook
 from hub.domain.tokens import VerifiedTokens
 from hub.domain.wire import encode_status
 from hub.runtime.canary import Canary
 from hub.runtime.collector import ChurnCollector
 from hub.runtime.metrics import Metrics
+from hub.runtime.oidc_verifier import OidcVerifier, open_verifier
 from hub.runtime.pool import warm_pool
 from hub.runtime.publisher import Publisher
 from hub.runtime.versions import VersionCache
@@ -82,6 +85,10 @@ class Hub:
     canary: Canary
     # This process, among the replicas (names its canary channel).
     replica: str
+    # The callback credentials this hub accepts: Standard Webhooks (and X-Hub-Signature-256) with a
+    # webhook secret, GitHub Actions OIDC tokens with an audience; None when not configured.
+    standard_webhook: Webhook | None = None
+    oidc: OidcVerifier | None = None
     # Open dashboard sockets of this process (closed with 1012 on shutdown).
     sockets: set[LiveConnection] = field(default_factory=set)
     waker: Waker = field(default_factory=Waker)
@@ -234,10 +241,14 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
                 versions=versions,
                 canary=Canary(broker, canary_channel(channel_prefix, replica)),
                 replica=replica,
+                standard_webhook=standard_webhook(settings.webhook_secret) if settings.signatures_enabled else None,
+                oidc=open_verifier(settings),
             )
             try:
                 yield hub
             finally:
+                if hub.oidc is not None:
+                    await hub.oidc.close()
                 await versions.close()
                 hub.waker.close()
                 await publisher.close(PUBLISH_FLUSH_GRACE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import httpx
 
-from hub.domain.signatures import sign
 from tests.support.process import hub_process
 from tests.support.ws import next_status, open_socket
 
@@ -33,12 +33,14 @@ async def test_the_embedded_default_runs_with_nothing_configured(tmp_path: Path)
             async with open_socket(base, "/api/ws", owner=None, headers={"Authorization": f"Bearer {token[1]}"}) as ws:
                 await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent["id"]]}))
                 assert (await next_status(ws))["status"] == "pending"
-                body = json.dumps({"job_id": job_id, "status": "provisioning", "step": "vm_created"}).encode()
-                signature = sign(secrets["HUB_WEBHOOK_SECRET"], body)
-                response = await client.post(
-                    "/api/webhooks/github", content=body, headers={"X-Hub-Signature-256": signature}
+                # The banner's own recipe, run as printed: a callback signed with Standard Webhooks by openssl.
+                recipe = banner.split("Send a signed workflow callback", 1)[1].split("\n\n", 1)[0]
+                script = "\n".join(line.strip() for line in recipe.splitlines()[1:]).replace("<jobId>", job_id)
+                shell = await asyncio.create_subprocess_exec(
+                    "bash", "-euo", "pipefail", "-c", script, stdout=asyncio.subprocess.PIPE
                 )
-                assert response.json() == {"received": True, "applied": True, "version": 2}
+                answered, _ = await asyncio.wait_for(shell.communicate(), 30)
+                assert json.loads(answered) == {"received": True, "applied": True, "version": 2}, script
                 pushed = await next_status(ws)
             assert pushed["currentStep"] == "vm_created"
             health = (await client.get("/healthz")).json()

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.domain.signatures import sign
+from hub.domain.signatures import sign, sign_standard, standard_webhook
 from hub.settings import Settings
 from tests.support.api import Api, token_for
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
@@ -96,6 +97,13 @@ async def _drive(base: str) -> Traffic:
         traffic.credentials.append(forged)
         response = await api.callback(redelivered, delivery=traffic.refused_delivery, signature=forged)
         assert response.status_code == 401
+        # Signed with Standard Webhooks: its signature must not show either.
+        heartbeat = json.dumps({"job_id": job_id, "type": "heartbeat"}).encode()
+        signed = sign_standard(standard_webhook(WEBHOOK_SECRET), f"msg_{uuid.uuid4().hex}", int(time.time()), heartbeat)
+        response = await client.post("/api/webhooks/github", content=heartbeat, headers=signed)
+        assert response.status_code == 200, response.text
+        traffic.deliveries.append(signed["webhook-id"])
+        traffic.credentials += [signed["webhook-signature"], signed["webhook-signature"].removeprefix("v1,")]
         poll = await client.get(f"/api/agents/{agent_id}/instance", headers=bearer)
         assert poll.status_code == 200
         again = await client.get(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import httpx
 
-from hub.domain.signatures import sign
+from hub.domain.signatures import sign, sign_standard, standard_webhook
 from hub.domain.tokens import issue_dashboard_token
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
 
@@ -31,20 +33,23 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
-    async def provision(self, agent_id: str, job_id: str | None = None) -> dict[str, Any]:
+    async def provision(
+        self, agent_id: str, job_id: str | None = None, *, repository_id: int | None = None, expect: int = 201
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {} if job_id is None else {"jobId": job_id}
+        if repository_id is not None:
+            request["repositoryId"] = repository_id
         response = await self.client.post(
-            f"/api/agents/{agent_id}/provision",
-            json={} if job_id is None else {"jobId": job_id},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            f"/api/agents/{agent_id}/provision", json=request, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == expect, response.text
         body: dict[str, Any] = response.json()
         return body
 
-    async def new_job(self, owner_id: str = "owner-1") -> tuple[str, str]:
-        """(agent id, job id) of a freshly provisioned agent."""
+    async def new_job(self, owner_id: str = "owner-1", *, repository_id: int | None = None) -> tuple[str, str]:
+        """(agent id, job id) of a freshly provisioned agent (bound to ``repository_id`` when given)."""
         agent = await self.create_agent(owner_id)
-        provisioned = await self.provision(agent["id"])
+        provisioned = await self.provision(agent["id"], repository_id=repository_id)
         return agent["id"], provisioned["jobId"]
 
     async def callback(
@@ -55,6 +60,34 @@ class Api:
             "Content-Type": "application/json",
             "X-Hub-Signature-256": signature if signature is not None else sign(self.webhook_secret, raw),
         }
+        if delivery is not None:
+            headers["X-GitHub-Delivery"] = delivery
+        return await self.client.post("/api/webhooks/github", content=raw, headers=headers)
+
+    async def standard_callback(
+        self,
+        body: dict[str, Any] | bytes,
+        *,
+        webhook_id: str | None = None,
+        timestamp: int | None = None,
+        sent: bytes | None = None,
+    ) -> httpx.Response:
+        """A callback signed with Standard Webhooks over ``body``; ``sent`` replaces the bytes sent
+        (a body tampered with after signing)."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
+        signed = sign_standard(
+            standard_webhook(self.webhook_secret), webhook_id, int(time.time()) if timestamp is None else timestamp, raw
+        )
+        headers = {"Content-Type": "application/json", **signed}
+        return await self.client.post("/api/webhooks/github", content=sent or raw, headers=headers)
+
+    async def oidc_callback(
+        self, body: dict[str, Any] | bytes, token: str, *, delivery: str | None = None
+    ) -> httpx.Response:
+        """A callback carrying a GitHub Actions OIDC token and no signature."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         if delivery is not None:
             headers["X-GitHub-Delivery"] = delivery
         return await self.client.post("/api/webhooks/github", content=raw, headers=headers)

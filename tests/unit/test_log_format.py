@@ -13,12 +13,22 @@ from typing import Any
 
 import pytest
 
-from hub.domain.signatures import sign
+from hub.domain.signatures import sign, sign_standard, standard_webhook
 from hub.process_setup import logging_config
 from hub.runtime.logs import JsonFormatter, TextFormatter, log_fields, redact, replica_id
 from tests.support.api import token_for
 
 JWT = token_for("owner-1")
+STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+STANDARD_SIGNATURE = sign_standard(standard_webhook(STANDARD_SECRET), "msg_1", 1_700_000_000, b"{}")[
+    "webhook-signature"
+]
+# An RS256 JWT as GitHub Actions mints them (header, claims and signature alike in shape).
+OIDC_TOKEN = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6ImtleS0xIiwidHlwIjoiSldUIn0."
+    "eyJpc3MiOiJodHRwczovL3Rva2VuLmFjdGlvbnMuZ2l0aHVidXNlcmNvbnRlbnQuY29tIiwicmVwb3NpdG9yeV9pZCI6IjEwMDEifQ."
+    "c2lnbmF0dXJlLW9mLXRoZS1pc3N1ZXItcnNhLWtleQ"
+)
 
 
 def _record(message: str, *args: object, name: str = "hub.test", **extra: Any) -> logging.LogRecord:
@@ -96,10 +106,23 @@ def test_a_delivery_id_cannot_start_a_line_of_its_own_in_text() -> None:
         f"http://hub/#token={JWT}",
         f"X-Hub-Signature-256: {sign('test-webhook-secret-0123456789', b'{}')}",
         "postgresql+asyncpg://hub:s3cret-password@db:5432/hub",
+        f"< webhook-signature: {STANDARD_SIGNATURE}",
+        f"< webhook-signature: v1,bm90LXRoZS1zaWduYXR1cmUtYXQtYWxs {STANDARD_SIGNATURE}",
+        f"HUB_WEBHOOK_SECRET={STANDARD_SECRET}",
+        f"< authorization: Bearer {OIDC_TOKEN}",
+        f"The token {OIDC_TOKEN} was refused.",
     ],
 )
 def test_credentials_are_scrubbed_from_both_formats(leaky: str) -> None:
-    secrets = (JWT, "test-admin-token-0123456789", "s3cret-password", sign("test-webhook-secret-0123456789", b"{}"))
+    secrets = (
+        JWT,
+        "test-admin-token-0123456789",
+        "s3cret-password",
+        sign("test-webhook-secret-0123456789", b"{}"),
+        STANDARD_SIGNATURE.removeprefix("v1,"),
+        STANDARD_SECRET.removeprefix("whsec_"),
+        OIDC_TOKEN,
+    )
     for formatter in (TextFormatter(), JsonFormatter()):
         line = formatter.format(_record("%s", leaky))
         assert "[redacted]" in line
@@ -113,6 +136,9 @@ def test_what_is_not_a_credential_is_left_alone() -> None:
         "postgresql+asyncpg://postgres@127.0.0.1:5432/hub",
         "< host: 127.0.0.1:8000",
         "A dashboard token is required.",
+        "webhook-timestamp is more than 5 minutes from the hub's clock",
+        "expected v1,<base64 HMAC-SHA256 of webhook-id.webhook-timestamp.body>.",
+        "The OIDC token failed the aud check: The OIDC token's audience (aud) must be 'status-hub'.",
     ):
         assert redact(text) == text
 

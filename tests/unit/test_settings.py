@@ -131,3 +131,65 @@ def test_the_public_url_is_kept_as_browsers_send_origin(raw: str, origin: str) -
 def test_no_public_url_by_default() -> None:
     assert Settings.from_env({}).public_url is None
     assert Settings.from_env({"HUB_PUBLIC_URL": ""}).public_url is None
+
+
+OIDC = {"HUB_OIDC_AUDIENCE": "status-hub", "HUB_OIDC_REPOSITORIES": "1001, 1002"}
+
+
+def test_the_schemes_follow_from_what_is_configured() -> None:
+    signatures_only = Settings.from_env({"HUB_DATABASE_URL": PG, **SECRETS})
+    assert (signatures_only.signatures_enabled, signatures_only.oidc_enabled) == (True, False)
+    both = Settings.from_env({"HUB_DATABASE_URL": PG, **SECRETS, **OIDC})
+    assert (both.signatures_enabled, both.oidc_enabled) == (True, True)
+    assert both.oidc_issuer == "https://token.actions.githubusercontent.com"
+    assert both.oidc_repositories == (1001, 1002)
+    # With OIDC on, the webhook secret may be left out, on Postgres and on the embedded default alike.
+    without_secret = {key: value for key, value in SECRETS.items() if key != "HUB_WEBHOOK_SECRET"}
+    oidc_only = Settings.from_env({"HUB_DATABASE_URL": PG, **without_secret, **OIDC})
+    assert (oidc_only.signatures_enabled, oidc_only.oidc_enabled) == (False, True)
+    embedded = Settings.from_env(OIDC)
+    assert not embedded.signatures_enabled and "HUB_WEBHOOK_SECRET" not in embedded.generated_secrets
+
+
+def test_a_loopback_issuer_may_be_plain_http() -> None:
+    for issuer in ("http://127.0.0.1:8123", "http://localhost:8123/issuer", "http://[::1]:8123"):
+        assert Settings.from_env({**OIDC, "HUB_OIDC_ISSUER": issuer}).oidc_issuer == issuer
+
+
+def test_a_standard_webhooks_secret_is_accepted() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert Settings.from_env({"HUB_WEBHOOK_SECRET": secret}).webhook_secret == secret
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"HUB_DATABASE_URL": PG, "HUB_JWT_SECRET": "j" * 32, "HUB_ADMIN_TOKEN": "a" * 20}, "HUB_OIDC_AUDIENCE"),
+        ({"HUB_OIDC_AUDIENCE": "status-hub"}, "HUB_OIDC_REPOSITORIES"),
+        ({"HUB_OIDC_REPOSITORIES": "1001"}, "HUB_OIDC_AUDIENCE"),
+        ({**OIDC, "HUB_OIDC_REPOSITORIES": "acme/infra"}, "HUB_OIDC_REPOSITORIES"),
+        ({**OIDC, "HUB_OIDC_REPOSITORIES": "0"}, "HUB_OIDC_REPOSITORIES"),
+        ({**OIDC, "HUB_OIDC_ISSUER": "http://token.example.com"}, "HUB_OIDC_ISSUER"),
+        ({**OIDC, "HUB_OIDC_ISSUER": "token.actions.githubusercontent.com"}, "HUB_OIDC_ISSUER"),
+        ({**OIDC, "HUB_OIDC_ISSUER": "https://token.example.com?x=1"}, "HUB_OIDC_ISSUER"),
+        ({**OIDC, "HUB_OIDC_ISSUER": "https://token.example.com:port"}, "HUB_OIDC_ISSUER"),
+        ({"HUB_WEBHOOK_SECRET": "whsec_not base64 at all!"}, "HUB_WEBHOOK_SECRET"),
+        ({"HUB_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "HUB_WEBHOOK_SECRET"),
+    ],
+    ids=[
+        "no-credential-on-postgres",
+        "audience-without-repositories",
+        "repositories-without-audience",
+        "repository-name-not-id",
+        "repository-zero",
+        "plain-http-issuer",
+        "issuer-without-scheme",
+        "issuer-with-query",
+        "issuer-bad-port",
+        "whsec-not-base64",
+        "whsec-short-key",
+    ],
+)
+def test_invalid_callback_settings_name_the_variable(environ: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(environ)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from hub.cli.simulate import Sender, callback_body, workflow
-from hub.domain.signatures import verify
+from hub.domain.signatures import standard_webhook, verify_standard
 
 SECRET = "unit-test-webhook-secret"
 
@@ -77,9 +77,15 @@ async def test_server_and_connection_errors_are_retried_under_one_delivery_id() 
         )
     assert response.status_code == 200
     assert len(seen) == 3
-    assert len({request.headers["X-GitHub-Delivery"] for request in seen}) == 1
+    assert len({request.headers["webhook-id"] for request in seen}) == 1
+    webhook = standard_webhook(SECRET)
     for request in seen:
-        assert verify(SECRET, request.content, request.headers["X-Hub-Signature-256"])
+        # Standard Webhooks, each attempt signed with its own timestamp under the secret's UTF-8 bytes.
+        headers = request.headers
+        verify_standard(
+            webhook, request.content, headers["webhook-id"], headers["webhook-timestamp"], headers["webhook-signature"]
+        )
+        assert "X-Hub-Signature-256" not in headers
         assert json.loads(request.content) == {"job_id": "j", "status": "queued"}
 
 
