@@ -78,7 +78,10 @@ def create_app(settings: Settings) -> Litestar:
             dashboard.index,
             dashboard.static_files(),
         ],
-        dependencies={"hub": Provide(_provide_hub, sync_to_thread=False), "viewer": Provide(provide_viewer)},
+        dependencies={
+            "hub": Provide(_provide_hub, sync_to_thread=False),
+            "viewer": Provide(provide_viewer, sync_to_thread=False),
+        },
         exception_handlers=errors.EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         state=State({"settings": settings}),
