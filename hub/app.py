@@ -8,12 +8,13 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 
 from hub.domain.frames import CLOSE_SERVICE_RESTART
 from hub.http import agents, dashboard, errors, health, webhooks
+from hub.http.current_polls import answer_current_polls
 from hub.http.guards import provide_viewer
 from hub.live import endpoints
 from hub.live.deadlines import sweep_sockets
@@ -69,7 +70,8 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             webhooks.github_callback,
             agents.list_agents,
-            agents.get_instance,
+            # The polling fallback: a current poll is answered by the middleware, before the handler.
+            Router("/", route_handlers=[agents.get_instance], middleware=[answer_current_polls]),
             agents.create_agent,
             agents.provision_agent,
             endpoints.agent_socket,

@@ -66,6 +66,7 @@ async def get_instance(request: Request[Any, Any, Any], agent_id: FromPath[str])
     # The dashboards' polling fallback, the hub's most frequent request. The hub and the viewer are
     # looked up, not injected: Litestar resolves two dependencies in a task group, a task each,
     # which cost a poll as many instructions as everything else it does.
+    # Its common case, a current poll with a bearer token, is answered before it runs: hub/http/current_polls.py.
     hub: Hub = request.app.state.hub
     viewer = request_viewer(request, hub)
     key = _agent_key(agent_id)
