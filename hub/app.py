@@ -8,13 +8,14 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 
 from hub.domain.frames import CLOSE_SERVICE_RESTART
 from hub.http import agents, dashboard, errors, health, openapi, webhooks
 from hub.http.cors import cors_for
+from hub.http.current_polls import answer_current_polls
 from hub.http.guards import provide_viewer
 from hub.http.instrumentation import http_metrics
 from hub.live import endpoints
@@ -78,7 +79,8 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             webhooks.github_callback,
             agents.list_agents,
-            agents.get_instance,
+            # The polling fallback: a current poll is answered by the middleware, before the handler.
+            Router("/", route_handlers=[agents.get_instance], middleware=[answer_current_polls]),
             agents.create_agent,
             agents.provision_agent,
             endpoints.agent_socket,
@@ -92,7 +94,10 @@ def create_app(settings: Settings) -> Litestar:
             openapi.openapi_json,
             dashboard.static_files(),
         ],
-        dependencies={"hub": Provide(_provide_hub, sync_to_thread=False), "viewer": Provide(provide_viewer)},
+        dependencies={
+            "hub": Provide(_provide_hub, sync_to_thread=False),
+            "viewer": Provide(provide_viewer, sync_to_thread=False),
+        },
         exception_handlers=errors.EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[cors_for(settings.allowed_origins), http_metrics],
         lifespan=[lifespan],

@@ -116,6 +116,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return {
         **uvicorn_options(),
         "lifespan": "on",
+        # uvicorn's line per request only at DEBUG: at INFO it cost a current poll three quarters
+        # again, and /metrics counts requests by route and status. Errors are logged either way.
+        "access_log": settings.log_level.upper() == "DEBUG",
         "log_level": settings.log_level.lower(),
         "log_config": logging_config(settings.log_level, settings.log_format),
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,

@@ -11,10 +11,17 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int | None = None, pool_timeout: float = 5.0, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    pool_timeout: float = 5.0,
+    echo: bool = False,
+    isolation_level: str | None = None,
 ) -> AsyncEngine:
     """An async engine for ``postgresql+asyncpg://`` or ``sqlite+aiosqlite://`` URLs. ``max_overflow``
-    defaults to ``pool_size``; ``pool_timeout`` is how long a checkout waits for a free connection."""
+    defaults to ``pool_size``; ``pool_timeout`` is how long a checkout waits for a free connection;
+    ``isolation_level`` (Postgres only) is every connection's, as set when it is opened."""
     if url.startswith("sqlite"):
         # One connection, so writes queue in the pool instead of failing: two SQLite transactions
         # that read, then both try to write, get "database is locked" at once (no busy wait).
@@ -34,6 +41,7 @@ def make_engine(
         # Fail fast (and answer 503) instead of queueing requests for half a minute.
         pool_timeout=pool_timeout,
         connect_args={"timeout": 5, "command_timeout": 30},
+        isolation_level=isolation_level,
     )
 
 

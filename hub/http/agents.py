@@ -21,7 +21,7 @@ from hub.domain.wire import (
     encode,
     encode_status,
 )
-from hub.http.guards import ViewerDep, admin_only
+from hub.http.guards import ViewerDep, admin_only, request_viewer
 from hub.runtime import Hub, HubDep
 from persistence import queries, status_reads
 from persistence.callback_store import InstanceState
@@ -62,9 +62,13 @@ async def list_agents(hub: HubDep, viewer: ViewerDep) -> Response[bytes]:
 
 
 @get("/api/agents/{agent_id:str}/instance")
-async def get_instance(
-    request: Request[Any, Any, Any], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
-) -> Response[bytes]:
+async def get_instance(request: Request[Any, Any, Any], agent_id: FromPath[str]) -> Response[bytes]:
+    # The dashboards' polling fallback, the hub's most frequent request. The hub and the viewer are
+    # looked up, not injected: Litestar resolves two dependencies in a task group, a task each,
+    # which cost a poll as many instructions as everything else it does.
+    # Its common case, a current poll with a bearer token, is answered before it runs: hub/http/current_polls.py.
+    hub: Hub = request.app.state.hub
+    viewer = request_viewer(request, hub)
     key = _agent_key(agent_id)
     known = hub.versions.current(str(key))
     if known is not None:

@@ -11,7 +11,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
 from hub.domain.tokens import COOKIE_NAME, Unauthenticated, Viewer, bearer_token, is_admin
-from hub.runtime import Hub
+from hub.runtime import Hub, HubDep
 
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
@@ -24,10 +24,10 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRou
         )
 
 
-async def provide_viewer(request: Request[Any, Any, Any]) -> Viewer:
-    """Dependency: the dashboard owner behind ``Authorization: Bearer <jwt>``, or the
-    ``status_hub_token`` cookie the main application may set HttpOnly (401 otherwise). Only the
-    read endpoints use it, and a cross-site page cannot read their answers, so a cookie is safe here."""
+def request_viewer(request: Request[Any, Any, Any], hub: Hub) -> Viewer:
+    """The dashboard owner behind ``Authorization: Bearer <jwt>``, or the ``status_hub_token`` cookie
+    the main application may set HttpOnly (401 otherwise). Only the read endpoints use it, and a
+    cross-site page cannot read their answers, so a cookie is safe here."""
     token = bearer_token(request.headers.get("authorization")) or request.cookies.get(COOKIE_NAME) or None
     if token is None:
         raise NotAuthorizedException(
@@ -35,12 +35,17 @@ async def provide_viewer(request: Request[Any, Any, Any]) -> Viewer:
             headers={"WWW-Authenticate": 'Bearer realm="status-hub"'},
         )
     try:
-        hub: Hub = request.app.state.hub
         return hub.tokens.verify(token)
     except Unauthenticated as exc:
         raise NotAuthorizedException(
             str(exc), headers={"WWW-Authenticate": 'Bearer realm="status-hub", error="invalid_token"'}
         ) from None
+
+
+def provide_viewer(request: Request[Any, Any, Any], hub: HubDep) -> Viewer:
+    """Dependency: request_viewer. It takes the hub as a dependency of its own, so Litestar resolves
+    the two one after the other; independent ones it resolves in a task group, a task each."""
+    return request_viewer(request, hub)
 
 
 ViewerDep = NamedDependency[Viewer]

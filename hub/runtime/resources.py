@@ -150,12 +150,18 @@ def read_pool_size(settings: Settings) -> int:
 
 
 def _reads_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
-    """REST reads get a pool of their own on Postgres, so pollers can never starve callbacks. On the
-    embedded SQLite default (one process, one connection) they share the one engine."""
+    """REST reads get a pool of their own on Postgres, so pollers can never starve callbacks; its
+    connections are in autocommit from when they open (set per checkout instead, the isolation level
+    was set and reset around every read: a sixth of a changed poll's instructions). On the embedded
+    SQLite default (one process, one connection) they share the one engine."""
     if engine.dialect.name != "postgresql":
         return engine
     return make_engine(
-        settings.database_url, pool_size=read_pool_size(settings), max_overflow=0, pool_timeout=READ_POOL_TIMEOUT
+        settings.database_url,
+        pool_size=read_pool_size(settings),
+        max_overflow=0,
+        pool_timeout=READ_POOL_TIMEOUT,
+        isolation_level="AUTOCOMMIT",
     )
 
 
@@ -163,7 +169,7 @@ def _reads_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
 async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     reads = _reads_engine(settings, engine)
-    read_engine = reads.execution_options(isolation_level="AUTOCOMMIT")
+    read_engine = reads if reads is not engine else engine.execution_options(isolation_level="AUTOCOMMIT")
     redis: Redis | None = None
     backend: Backend
     if settings.redis_url is None:

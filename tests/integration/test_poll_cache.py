@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
+from litestar import Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.domain.tokens import COOKIE_NAME, Viewer
+from hub.http import agents
 from hub.live.reconcile import reconcile_once
 from hub.runtime import Hub
 from hub.settings import Settings
-from tests.support.api import Api
+from tests.support.api import Api, token_for
 from tests.support.live import LiveHub, live_hub
 from tests.support.waiting import wait_until
 
@@ -63,3 +68,34 @@ async def test_an_agent_no_longer_polled_is_released_with_its_subscription(live:
     assert len(hub.versions) == 0
     assert hub.channel(agent_id) not in hub.broker.channels
     await _watched(hub, api, agent_id)  # polled again: watched again
+
+
+async def test_a_current_poll_is_answered_before_the_handler_with_the_handlers_headers(
+    live: LiveHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, hub, api = live
+    agent_id, _ = await api.new_job()
+    tag = await _watched(hub, api, agent_id)
+    handled: list[str] = []
+    request_viewer = agents.request_viewer
+
+    def counted(request: Request[Any, Any, Any], running: Hub) -> Viewer:
+        handled.append(request.url.path)
+        return request_viewer(request, running)
+
+    monkeypatch.setattr(agents, "request_viewer", counted)
+    early = await api.status(agent_id, etag=tag)  # a bearer token: answered before the handler
+    assert early.status_code == 304 and handled == []
+    # The cookie is left to the handler: its 304 is the reference.
+    api.client.cookies.set(COOKIE_NAME, token_for("owner-1"))
+    try:
+        handler = await api.client.get(f"/api/agents/{agent_id}/instance", headers={"If-None-Match": tag})
+    finally:
+        api.client.cookies.clear()
+    assert handler.status_code == 304 and len(handled) == 1
+
+    def sent(response: httpx.Response) -> list[tuple[str, str]]:
+        return [(name, value) for name, value in response.headers.multi_items() if name != "date"]  # the clock's
+
+    assert sent(early) == sent(handler)
+    assert early.content == handler.content == b""
