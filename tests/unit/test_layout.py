@@ -55,7 +55,13 @@ def _part(module: str) -> str | None:
 
 
 def _sources(*packages: str) -> list[Path]:
-    return sorted(path for package in packages for path in (ROOT / package).rglob("*.py"))
+    """The project's own modules: not what lives under a hidden directory (the bench's peer venvs)."""
+    return sorted(
+        path
+        for package in packages
+        for path in (ROOT / package).rglob("*.py")
+        if not any(part.startswith(".") for part in path.relative_to(ROOT).parts)
+    )
 
 
 @pytest.mark.parametrize("path", _sources("hub"), ids=lambda p: str(p.relative_to(ROOT)))
