@@ -75,7 +75,10 @@ def create_app(settings: Settings) -> Litestar:
                         log.debug("Some of %d sockets did not take their 1012 close in time.", len(closing))
                 del app.state.hub
 
-    return Litestar(
+    # HTTP only: a route middleware stays on the stack of every connection it wraps, and a socket
+    # lives for hours; around 10,000 sockets its frames would cost a kilobyte or more each.
+    http = Router(
+        "/",
         route_handlers=[
             webhooks.github_callback,
             agents.list_agents,
@@ -83,8 +86,6 @@ def create_app(settings: Settings) -> Litestar:
             Router("/", route_handlers=[agents.get_instance], middleware=[answer_current_polls]),
             agents.create_agent,
             agents.provision_agent,
-            endpoints.agent_socket,
-            endpoints.dashboard_socket,
             health.health,
             health.liveness,
             health.readiness,
@@ -94,12 +95,15 @@ def create_app(settings: Settings) -> Litestar:
             openapi.openapi_json,
             dashboard.static_files(),
         ],
+        middleware=[cors_for(settings.allowed_origins), http_metrics],
+    )
+    return Litestar(
+        route_handlers=[http, endpoints.agent_socket, endpoints.dashboard_socket],
         dependencies={
             "hub": Provide(_provide_hub, sync_to_thread=False),
             "viewer": Provide(provide_viewer, sync_to_thread=False),
         },
         exception_handlers=errors.EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[cors_for(settings.allowed_origins), http_metrics],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         # The document is hub.http.openapi's: the handlers read and answer raw bytes, which
