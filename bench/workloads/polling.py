@@ -147,48 +147,43 @@ async def _open_pollers(run: Run, target: Target, agent_ids: list[str]) -> list[
 async def _hub_polling(run: Run) -> dict[str, Any]:
     scale = run.scale
     async with run.hub(agents=scale.poll_agents) as target:
-        jobs = run.jobs[: scale.poll_agents]
-        dashboards = await _open_pollers(run, target, dashboard_agents(jobs, scale.poll_dashboards))
-        try:
-            mixed = await _window(
-                run,
-                target,
-                dashboards,
-                conditional=True,
-                duration=scale.poll_window_s,
-                jobs=jobs,
-                rate=scale.poll_changes_per_s,
-            )
-            current = await _window(run, target, dashboards, conditional=True, duration=scale.poll_cost_window_s)
-            full = await _window(run, target, dashboards, conditional=False, duration=scale.poll_cost_window_s)
-        finally:
-            await run.fleet.close_pollers()
-    return {"name": target.name, "mixed": mixed, "current": current, "full": full}
+        return await _windows(run, target, run.jobs[: scale.poll_agents], price_current=True)
 
 
 async def _baseline_polling(run: Run) -> dict[str, Any]:
-    scale = run.scale
     async with naive_poller(run.results) as target:
         pool = HttpPool("127.0.0.1", target.server.port)
         try:
-            jobs = await target.ensure_agents(pool, scale.poll_agents)
+            jobs = await target.ensure_agents(pool, run.scale.poll_agents)
         finally:
             pool.close()
-        dashboards = await _open_pollers(run, target, dashboard_agents(jobs, scale.poll_dashboards))
-        try:
-            mixed = await _window(
-                run,
-                target,
-                dashboards,
-                conditional=True,
-                duration=scale.poll_window_s,
-                jobs=jobs,
-                rate=scale.poll_changes_per_s,
+        return await _windows(run, target, jobs, price_current=False)
+
+
+async def _windows(run: Run, target: Target, jobs: Sequence[Job], *, price_current: bool) -> dict[str, Any]:
+    """The mixed window, then the pricing windows: all 304 (the hub only: the naive poller always
+    answers 200) and all 200."""
+    scale = run.scale
+    dashboards = await _open_pollers(run, target, dashboard_agents(jobs, scale.poll_dashboards))
+    result: dict[str, Any] = {"name": target.name}
+    try:
+        result["mixed"] = await _window(
+            run,
+            target,
+            dashboards,
+            conditional=True,
+            duration=scale.poll_window_s,
+            jobs=jobs,
+            rate=scale.poll_changes_per_s,
+        )
+        if price_current:
+            result["current"] = await _window(
+                run, target, dashboards, conditional=True, duration=scale.poll_cost_window_s
             )
-            full = await _window(run, target, dashboards, conditional=False, duration=scale.poll_cost_window_s)
-        finally:
-            await run.fleet.close_pollers()
-    return {"name": target.name, "mixed": mixed, "full": full}
+        result["full"] = await _window(run, target, dashboards, conditional=False, duration=scale.poll_cost_window_s)
+    finally:
+        await run.fleet.close_pollers()
+    return result
 
 
 async def _push(run: Run) -> dict[str, Any]:

@@ -30,20 +30,22 @@ _PAGE_HEADERS: Final = {
 
 @get("/", include_in_schema=False, sync_to_thread=False)
 def index() -> File:
-    return File(
-        STATIC_DIR / "index.html",
-        content_disposition_type="inline",
-        # Litestar appends "; charset=utf-8" to text types itself.
-        media_type="text/html",
-        headers=_PAGE_HEADERS,
-    )
+    return _page("index.html")
 
 
 @get("/schema", include_in_schema=False, sync_to_thread=False)
 def schema_page() -> File:
     """The OpenAPI document as a page, rendered by a script of this origin (no third-party code)."""
+    return _page("schema.html")
+
+
+def _page(name: str) -> File:
     return File(
-        STATIC_DIR / "schema.html", content_disposition_type="inline", media_type="text/html", headers=_PAGE_HEADERS
+        STATIC_DIR / name,
+        content_disposition_type="inline",
+        # Litestar appends "; charset=utf-8" to text types itself.
+        media_type="text/html",
+        headers=_PAGE_HEADERS,
     )
 
 

@@ -36,7 +36,6 @@ def http_metrics(app: ASGIApp) -> ASGIApp:
             hub: Hub | None = getattr(state, "hub", None)
             if hub is not None:
                 route = scope.get("path_template") or "unmatched"
-                hub.metrics.http_requests.labels(route, str(status)).inc()
-                hub.metrics.http_request_duration.labels(route).observe(time.perf_counter() - started)
+                hub.metrics.observe_http(route, status, time.perf_counter() - started)
 
     return middleware

@@ -126,9 +126,22 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # The children of the two by-route metrics, looked up once per route and status: the label
+        # lookup cost as much as the increment and the observation together, on every request.
+        self._http_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         # Folded into frames_sent by refresh(): one increment per frame would cost more than the write.
         self.frames_written = 0
         self._frames_folded = 0
+
+    def observe_http(self, route: str, status: int, seconds: float) -> None:
+        children = self._http_children.get((route, status))
+        if children is None:
+            children = self._http_children[route, status] = (
+                self.http_requests.labels(route, str(status)),
+                self.http_request_duration.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     # The figures /healthz shows, read back from the registry (this process's own).
     @property

@@ -159,6 +159,10 @@ async def test_sigterm_drains_evenly_and_clients_move_to_another_replica(
             exited_after = exited[0] - signalled
         finally:
             stop.set()
+            # Bounded: a follower still holding a socket the leaving replica never closed is cancelled.
+            _, pending = await asyncio.wait(followers, timeout=30)
+            for follower in pending:
+                follower.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
 
     assert exit_code == 0, leaving.printed()
