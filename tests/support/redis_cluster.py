@@ -55,6 +55,7 @@ class LocalCluster:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self.ports: list[int] = []
+        self._killed_slots: dict[int, list[int]] = {}
 
     @property
     def seeds(self) -> str:
@@ -165,35 +166,31 @@ class LocalCluster:
 
     async def kill(self, port: int) -> None:
         """SIGKILL one node, as a crash would, and wait until it is gone."""
+        owners = await self._owners_seen_by(self.alive[0])
+        self._killed_slots[port] = [slot for slot, owner in owners.items() if owner == port]
         process = self._processes[port]
         if process.returncode is None:
             process.kill()
             await asyncio.wait_for(process.wait(), 10)
 
     async def wait_for_failover(self, dead: int, timeout: float = 30.0) -> int:
-        """Until the slots of the killed primary `dead` are owned by a live node; that node's port."""
-        found: list[int] = []
-
-        async def promoted() -> bool:
-            async with self.node(self.alive[0]) as client:
-                owners = set((await self._owners(client)).values())
-            found[:] = [port for port in owners if port not in (dead,)]
-            return dead not in owners
-
+        """Until a live node owns the slots of the killed primary `dead`, in every live node's view;
+        the port of that node (its promoted replica)."""
+        slots = self._killed_slots.get(dead)
+        if not slots:
+            raise ValueError(f"Node {dead} was not a primary killed by kill().")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not await promoted():
+        while (await self._owners_seen_by(self.alive[0])).get(slots[0]) == dead:
             if loop.time() > deadline:
                 raise TimeoutError(f"No replica took over the slots of the killed primary {dead} within {timeout} s.")
             await asyncio.sleep(0.05)  # gossip gives no event to await
-        await self.wait_consistent(timeout)
-        async with self.node(self.alive[0]) as client:
-            return await self._new_owner_of(client, dead, found)
+        await self.wait_consistent(max(1.0, deadline - loop.time()))
+        return (await self._owners_seen_by(self.alive[0]))[slots[0]]
 
-    async def _new_owner_of(self, client: redis.asyncio.Redis, dead: int, before: list[int]) -> int:
-        owners = await self._owners(client)
-        new = sorted(set(owners.values()) - set(before)) or sorted(set(owners.values()))
-        return new[0]
+    async def _owners_seen_by(self, port: int) -> dict[int, int]:
+        async with self.node(port) as client:
+            return await self._owners(client)
 
     async def migrate_slot(self, slot: int, to: int) -> None:
         """Move `slot` from its primary to the primary `to` the way `redis-cli --cluster reshard` does:
