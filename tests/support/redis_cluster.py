@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -130,7 +130,7 @@ class LocalCluster:
             views = []
             for port in self.alive:
                 async with self.node(port) as client:
-                    info = await client.execute_command("CLUSTER INFO")
+                    info = await _command(client, "CLUSTER INFO")
                     if info.get("cluster_state") != "ok":
                         state["ok"] = False
                         return
@@ -200,17 +200,17 @@ class LocalCluster:
             raise ValueError(f"Slot {slot} is already on {to}.")
         async with self.node(source) as src, self.node(to) as dst:
             src_id, dst_id = await _myid(src), await _myid(dst)
-            await dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-            await src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-            while keys := await src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-                await src.execute_command("MIGRATE", HOST, to, "", 0, 5000, "KEYS", *keys)
+            await _command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            await _command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := await _command(src, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+                await _command(src, "MIGRATE", HOST, to, "", 0, 5000, "KEYS", *keys)
             # The target first, so that no moment exists where neither side claims the slot.
-            await dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-            await src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            await _command(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            await _command(src, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         for port in await self.primaries():
             if port not in (source, to):
                 async with self.node(port) as other:
-                    await other.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                    await _command(other, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         await wait_until_owned(self, slot, to)
 
     async def close(self) -> None:
@@ -229,7 +229,7 @@ class LocalCluster:
     async def _owners(client: redis.asyncio.Redis) -> dict[int, int]:
         """Slot -> port of its primary, as this node sees it (CLUSTER SHARDS is 7.0+; SLOTS is older and enough)."""
         owners: dict[int, int] = {}
-        for start, end, primary, *_ in await client.execute_command("CLUSTER SLOTS"):
+        for start, end, primary, *_ in await _command(client, "CLUSTER SLOTS"):
             port = int(primary[1])
             for slot in range(int(start), int(end) + 1):
                 owners[slot] = port
@@ -307,5 +307,10 @@ async def wait_until_owned(cluster: LocalCluster, slot: int, port: int, timeout:
 
 
 async def _myid(client: redis.asyncio.Redis) -> str:
-    node_id = await client.execute_command("CLUSTER MYID")
+    node_id = await _command(client, "CLUSTER MYID")
     return node_id.decode() if isinstance(node_id, bytes) else str(node_id)
+
+
+async def _command(client: redis.asyncio.Redis, *args: Any) -> Any:
+    """One command, answered as redis-py parses it (one place for its untyped `execute_command`)."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
