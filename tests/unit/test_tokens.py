@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -50,28 +51,47 @@ def test_the_cache_is_bounded_and_forgets_its_oldest() -> None:
     assert time.time() < tokens.verify(issued[2]).expires_at
 
 
-def _claims(**overrides: object) -> dict[str, object]:
-    now = int(time.time())
-    claims: dict[str, object] = {"sub": "owner-1", "iat": now, "exp": now + 60}
-    claims.update(overrides)
-    return {key: value for key, value in claims.items() if value is not None}
+def _token(
+    *,
+    key: str = SECRET,
+    algorithm: str = "HS256",
+    sub: str | None = "owner-1",
+    exp_in: int | None = 60,
+    nbf_in: int | None = None,
+) -> Callable[[], str]:
+    """A maker of a token whose times are relative to when it is made: a whole suite takes longer
+    than a token's minute of validity, so tokens are not made when pytest collects the tests."""
+
+    def make() -> str:
+        now = int(time.time())
+        claims = {
+            "sub": sub,
+            "iat": now,
+            "exp": None if exp_in is None else now + exp_in,
+            "nbf": None if nbf_in is None else now + nbf_in,
+        }
+        present = {name: value for name, value in claims.items() if value is not None}
+        return jwt.encode(present, key if algorithm != "none" else None, algorithm=algorithm)  # type: ignore[arg-type]
+
+    return make
 
 
 @pytest.mark.parametrize(
-    ("token", "message"),
+    ("make", "message"),
     [
-        (jwt.encode(_claims(exp=int(time.time()) - 10), SECRET, algorithm="HS256"), "The token has expired."),
-        (jwt.encode(_claims(nbf=int(time.time()) + 600), SECRET, algorithm="HS256"), "not valid yet"),
-        (jwt.encode(_claims(exp=None), SECRET, algorithm="HS256"), "no exp claim: dashboard tokens must expire"),
-        (jwt.encode(_claims(sub=None), SECRET, algorithm="HS256"), "no sub claim: it must be the owner id"),
-        (jwt.encode(_claims(), "o" * 32, algorithm="HS256"), "signature does not verify"),
-        (jwt.encode(_claims(), SECRET * 2, algorithm="HS512"), "signed with HS512; this hub accepts HS256 only"),
-        (jwt.encode(_claims(), None, algorithm="none"), "signed with none; this hub accepts HS256 only"),
-        ("not a token", "not a JWT"),
+        (_token(exp_in=-10), "The token has expired."),
+        (_token(nbf_in=600), "not valid yet"),
+        (_token(exp_in=None), "no exp claim: dashboard tokens must expire"),
+        (_token(sub=None), "no sub claim: it must be the owner id"),
+        (_token(key="o" * 32), "signature does not verify"),
+        (_token(key=SECRET * 2, algorithm="HS512"), "signed with HS512; this hub accepts HS256 only"),
+        (_token(algorithm="none"), "signed with none; this hub accepts HS256 only"),
+        (lambda: "not a token", "not a JWT"),
     ],
     ids=["expired", "not-yet-valid", "no-exp", "no-sub", "bad-signature", "other-algorithm", "alg-none", "garbage"],
 )
-def test_each_token_error_says_what_is_wrong(token: str, message: str) -> None:
+def test_each_token_error_says_what_is_wrong(make: Callable[[], str], message: str) -> None:
+    token = make()
     with pytest.raises(Unauthenticated) as refused:
         VerifiedTokens(SECRET).verify(token)
     assert message in str(refused.value)
