@@ -395,6 +395,8 @@ function refreshOverview() {
   if (counts.running) parts.push(`${counts.running} running`);
   if (inProgress) parts.push(`${inProgress} provisioning`);
   if (counts.failed) parts.push(`${counts.failed} failed`);
+  const stalled = [...cards.values()].filter((card) => card.stalledSince !== null).length;
+  if (stalled) parts.push(`${stalled} stalled`);
   const owner = $("#owner");
   owner.textContent = [owner.dataset.owner, parts.join(" · ")].filter(Boolean).join(" — ");
   owner.hidden = false;
