@@ -25,6 +25,7 @@ from hub.live.reconcile import reconcile_forever
 from hub.runtime import Hub, open_hub
 from hub.runtime.metrics import mark_worker_gone, refresh_forever
 from hub.runtime.retention import prune_forever
+from hub.runtime.stall_watch import watch_forever
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> Litestar:
                 asyncio.create_task(sweep_sockets(hub), name="socket-deadlines"),
                 asyncio.create_task(reconcile_forever(hub), name="reconcile"),
                 asyncio.create_task(prune_forever(hub.engine, settings.event_retention), name="prune-events"),
+                asyncio.create_task(watch_forever(hub), name="stall-watch"),
                 asyncio.create_task(hub.versions.release_idle_forever(), name="poll-cache-release"),
                 asyncio.create_task(hub.canary.run(), name="readiness-canary"),
                 asyncio.create_task(refresh_forever(hub.refresh_metrics), name="metrics-refresh"),
@@ -84,6 +86,7 @@ def create_app(settings: Settings) -> Litestar:
             agents.list_agents,
             # The polling fallback: a current poll is answered by the middleware, before the handler.
             Router("/", route_handlers=[agents.get_instance], middleware=[answer_current_polls]),
+            agents.agent_events,
             agents.create_agent,
             agents.provision_agent,
             health.health,

@@ -25,7 +25,7 @@ _MAX_PING_INTERVAL = 30.0
 # One reconcile query per interval per replica: more often than once a second buys nothing.
 _MIN_RECONCILE_INTERVAL = 1.0
 # Settings where 0 is meaningful ("never", "none") rather than an invalid value.
-_ZERO_ALLOWED = ("event_retention", "drain_delay")
+_ZERO_ALLOWED = ("event_retention", "drain_delay", "fail_after")
 LOG_FORMATS = ("text", "json")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # A host name or IPv4 address, or an IPv6 literal (its brackets already taken off).
@@ -71,6 +71,12 @@ class Settings:
     oidc_audience: str | None = None
     oidc_issuer: str = DEFAULT_OIDC_ISSUER
     oidc_repositories: tuple[int, ...] = ()
+    # Seconds of silence after which a provisioning (pending or provisioning) is marked stalled, a
+    # running agent that heartbeats is marked stalled, and a provisioning is failed as presumed lost
+    # (0: never).
+    stall_after: int = 300
+    heartbeat_timeout: int = 180
+    fail_after: int = 3600
     # Secrets generated for this run on the embedded default; printed once at start-up.
     generated_secrets: tuple[str, ...] = ()
 
@@ -159,6 +165,11 @@ class Settings:
             raise SettingsError(
                 f"HUB_RECONCILE_INTERVAL must be at least {_MIN_RECONCILE_INTERVAL:g} second; "
                 f"got {settings.reconcile_interval:g}."
+            )
+        if 0 < settings.fail_after <= settings.stall_after:
+            raise SettingsError(
+                f"HUB_FAIL_AFTER must be 0 (never) or longer than HUB_STALL_AFTER ({settings.stall_after} s), so a "
+                f"silent provisioning is shown stalled before it is failed; got {settings.fail_after}."
             )
         if settings.metrics_token and len(settings.metrics_token) < _MIN_SECRET_LENGTH:
             raise SettingsError(f"HUB_METRICS_TOKEN must be at least {_MIN_SECRET_LENGTH} characters long.")

@@ -6,7 +6,9 @@ is the hot path, and building statements and running the unit of work cost more 
 
 from __future__ import annotations
 
+import statistics
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -14,11 +16,13 @@ from typing import Any, Final
 from sqlalchemy import Row, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence.models import AgentInstance, CallbackEvent, ProvisioningJob, utcnow
+from persistence.models import Agent, AgentInstance, CallbackEvent, ProvisioningJob, StepDuration, utcnow
 
+_agents: Table = Agent.__table__  # type: ignore[assignment]
 _jobs: Table = ProvisioningJob.__table__  # type: ignore[assignment]
 _instances: Table = AgentInstance.__table__  # type: ignore[assignment]
 _events: Table = CallbackEvent.__table__  # type: ignore[assignment]
+_durations: Table = StepDuration.__table__  # type: ignore[assignment]
 _newer = _instances.alias("newer")
 _heartbeaten = _instances.alias("heartbeaten")
 
@@ -40,6 +44,10 @@ class InstanceState:
     # The last heartbeat's delivery id and the version it answered (heartbeats are not logged).
     last_heartbeat_delivery_id: str | None = None
     last_heartbeat_version: int | None = None
+    # Step times (hub.domain.steps.StepTimes), the workflow's last word, and the stall it ended.
+    timeline: dict[str, Any] = field(default_factory=dict)
+    last_callback_at: datetime | None = None
+    stalled_since: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +66,8 @@ class JobState:
     current: bool = True
     # The repository whose OIDC-authenticated workflows alone may report this job, if it was bound to one.
     repository_id: int | None = None
+    # The agent's owner: expected step durations are the owner's.
+    owner_id: str = ""
     _original: tuple[str, str | None] = field(default=("", None), repr=False)
 
     @property
@@ -80,6 +90,9 @@ INSTANCE_COLUMNS: Final = (
     _instances.c.updated_at,
     _instances.c.last_heartbeat_delivery_id,
     _instances.c.last_heartbeat_version,
+    _instances.c.timeline,
+    _instances.c.last_callback_at,
+    _instances.c.stalled_since,
 )
 
 
@@ -98,6 +111,9 @@ def instance_from_row(row: Row[Any]) -> InstanceState:
         updated_at=row.updated_at,
         last_heartbeat_delivery_id=row.last_heartbeat_delivery_id,
         last_heartbeat_version=row.last_heartbeat_version,
+        timeline=dict(row.timeline or {}),
+        last_callback_at=row.last_callback_at,
+        stalled_since=row.stalled_since,
     )
 
 
@@ -114,6 +130,8 @@ def _lock_statement(with_delivery: bool) -> Any:
         .where(_newer.c.agent_id == _instances.c.agent_id)
         .scalar_subquery()
         .label("agent_version"),
+        # A subquery, not a join: FOR UPDATE would lock the agent's row too.
+        select(_agents.c.owner_id).where(_agents.c.id == _instances.c.agent_id).scalar_subquery().label("owner_id"),
     ]
     if with_delivery:
         earlier = _events.c.delivery_id == bindparam("delivery_id")
@@ -154,6 +172,9 @@ _UPDATE_INSTANCE: Final = (
             _instances.c.updated_at: bindparam("new_updated_at", type_=_instances.c.updated_at.type),
             _instances.c.last_heartbeat_delivery_id: bindparam("new_heartbeat_delivery"),
             _instances.c.last_heartbeat_version: bindparam("new_heartbeat_version"),
+            _instances.c.timeline: bindparam("new_timeline", type_=_instances.c.timeline.type),
+            _instances.c.last_callback_at: bindparam("new_last_word", type_=_instances.c.last_callback_at.type),
+            _instances.c.stalled_since: bindparam("new_stalled_since", type_=_instances.c.stalled_since.type),
         }
     )
 )
@@ -186,15 +207,46 @@ _INSERT_EVENT: Final = insert(_events).values(
 )
 
 
-def _postgres_write(*, job_changed: bool) -> Any:
+_INSERT_SAMPLE: Final = insert(_durations).values(
+    {
+        _durations.c.owner_id: bindparam("sample_owner"),
+        _durations.c.step: bindparam("sample_step"),
+        _durations.c.instance_id: bindparam("sample_instance", type_=_durations.c.instance_id.type),
+        _durations.c.seconds: bindparam("sample_seconds"),
+        _durations.c.completed_at: bindparam("sample_at", type_=_durations.c.completed_at.type),
+    }
+)
+
+
+def _postgres_write(*, job_changed: bool, sampled: bool) -> Any:
     """All of a callback's writes as one statement (one round trip) on Postgres: data-modifying CTEs."""
     statement = _INSERT_EVENT.add_cte(_UPDATE_INSTANCE.cte("instance_written"))
     if job_changed:
         statement = statement.add_cte(_UPDATE_JOB.cte("job_written"))
+    if sampled:
+        statement = statement.add_cte(_INSERT_SAMPLE.cte("sample_written"))
     return statement
 
 
-_POSTGRES_WRITES: Final = {changed: _postgres_write(job_changed=changed) for changed in (False, True)}
+_POSTGRES_WRITES: Final = {
+    (changed, sampled): _postgres_write(job_changed=changed, sampled=sampled)
+    for changed in (False, True)
+    for sampled in (False, True)
+}
+# The owner's most recent samples of a step, newest first: the expected duration is their median.
+EXPECTED_SAMPLES: Final = 50
+MIN_SAMPLES: Final = 5
+_RECENT_SAMPLES: Final = (
+    select(_durations.c.seconds)
+    .where(_durations.c.owner_id == bindparam("owner"), _durations.c.step == bindparam("step"))
+    .order_by(_durations.c.completed_at.desc())
+    .limit(EXPECTED_SAMPLES)
+)
+_recent = _RECENT_SAMPLES.subquery("recent")
+_POSTGRES_MEDIAN: Final = select(
+    func.percentile_cont(0.5).within_group(_recent.c.seconds).label("median"),
+    func.count().label("samples"),
+).select_from(_recent)
 
 
 async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_id: str | None) -> JobState | None:
@@ -221,29 +273,38 @@ async def lock_for_callback(connection: AsyncConnection, job_id: str, delivery_i
         # newest version while the subquery keeps the statement's older snapshot.
         current=row.agent_version is None or row.agent_version <= instance.version,
         repository_id=row.job_repository_id,
+        owner_id=row.owner_id,
         _original=(row.job_status, row.job_error),
     )
 
 
-async def save_callback(
-    connection: AsyncConnection,
-    job: JobState,
+async def expected_seconds(connection: AsyncConnection, owner_id: str, step: str) -> float | None:
+    """The median of the owner's last EXPECTED_SAMPLES durations of ``step``, computed by the
+    database; None below MIN_SAMPLES samples."""
+    parameters = {"owner": owner_id, "step": step}
+    if connection.dialect.name == "postgresql":
+        row = (await connection.execute(_POSTGRES_MEDIAN, parameters)).one()
+        return float(row.median) if row.samples >= MIN_SAMPLES else None
+    # SQLite (the embedded default) has no percentile function: the same samples, their median here.
+    samples = (await connection.execute(_RECENT_SAMPLES, parameters)).scalars().all()
+    return float(statistics.median(samples)) if len(samples) >= MIN_SAMPLES else None
+
+
+def event_row(
+    job_id: str,
+    instance: InstanceState,
     *,
-    applied: bool,
-    delivery_id: str | None,
     kind: str,
+    applied: bool,
     status: str | None,
     step: str | None,
     payload: dict[str, Any],
-) -> None:
-    """Write what the callback changed and, unless it is a heartbeat, append it to the event log
-    (applied or not: a redelivery gets the same answer). A heartbeat changes a column of the instance
-    (which also remembers its delivery id), so the log holds state changes, not liveness."""
-    instance = job.instance
-    heartbeat = kind == "heartbeat"
-    event = {
+    delivery_id: str | None = None,
+) -> dict[str, Any]:
+    """The parameters of one event-log row about ``instance`` at its current version."""
+    return {
         "ev_delivery_id": delivery_id,
-        "ev_job_id": job.id,
+        "ev_job_id": job_id,
         "ev_instance_id": instance.id,
         "ev_kind": kind,
         "ev_status": status,
@@ -253,8 +314,26 @@ async def save_callback(
         "ev_payload": payload,
         "ev_received_at": utcnow(),
     }
-    if not applied:
-        if not heartbeat:
+
+
+async def log_event(connection: AsyncConnection, event: dict[str, Any]) -> None:
+    await connection.execute(_INSERT_EVENT, event)
+
+
+async def save_callback(
+    connection: AsyncConnection,
+    job: JobState,
+    *,
+    written: bool,
+    event: dict[str, Any] | None,
+    samples: Sequence[tuple[str, float]] = (),
+) -> None:
+    """Write the instance (when ``written``: a visible change, or only the workflow's last word), the
+    event (None for a heartbeat: the log holds state changes, not liveness; a heartbeat changes columns
+    of the instance, which also remembers its delivery id) and the owner's new step samples."""
+    instance = job.instance
+    if not written:
+        if event is not None:
             await connection.execute(_INSERT_EVENT, event)
         return
     changes = {
@@ -268,35 +347,65 @@ async def save_callback(
         "new_updated_at": instance.updated_at,
         "new_heartbeat_delivery": instance.last_heartbeat_delivery_id,
         "new_heartbeat_version": instance.last_heartbeat_version,
+        "new_timeline": instance.timeline,
+        "new_last_word": instance.last_callback_at,
+        "new_stalled_since": instance.stalled_since,
     }
-    if heartbeat:
+    sample_rows = [
+        {
+            "sample_owner": job.owner_id,
+            "sample_step": step,
+            "sample_instance": instance.id,
+            "sample_seconds": seconds,
+            "sample_at": instance.updated_at,
+        }
+        for step, seconds in samples
+    ]
+    if event is None:
         await connection.execute(_UPDATE_INSTANCE, changes)
-        return
-    job_changes = {"target_job": job.id, "job_status": job.status, "job_error": job.error}
-    if connection.dialect.name == "postgresql":
+    elif connection.dialect.name == "postgresql" and len(sample_rows) <= 1:
         # Each round trip costs more CPU than the SQL it carries: one statement for all writes.
-        statement = _POSTGRES_WRITES[job.job_changed]
-        await connection.execute(statement, {**event, **changes, **(job_changes if job.job_changed else {})})
+        statement = _POSTGRES_WRITES[job.job_changed, bool(sample_rows)]
+        parameters = {**event, **changes, **(sample_rows[0] if sample_rows else {})}
+        if job.job_changed:
+            parameters |= {"target_job": job.id, "job_status": job.status, "job_error": job.error}
+        await connection.execute(statement, parameters)
         return
-    await connection.execute(_UPDATE_INSTANCE, changes)
-    if job.job_changed:
-        await connection.execute(_UPDATE_JOB, {**job_changes, "new_updated_at": instance.updated_at})
-    await connection.execute(_INSERT_EVENT, event)
+    else:
+        await connection.execute(_UPDATE_INSTANCE, changes)
+        if job.job_changed:
+            job_changes = {"target_job": job.id, "job_status": job.status, "job_error": job.error}
+            await connection.execute(_UPDATE_JOB, {**job_changes, "new_updated_at": instance.updated_at})
+        await connection.execute(_INSERT_EVENT, event)
+    if sample_rows:
+        await connection.execute(_INSERT_SAMPLE, sample_rows)
 
 
-_PRUNE_BATCH: Final = delete(_events).where(
-    _events.c.id.in_(
-        select(_events.c.id)
-        .where(_events.c.received_at < bindparam("cutoff", type_=_events.c.received_at.type))
-        .order_by(_events.c.received_at)
-        .limit(bindparam("batch"))
-        .scalar_subquery()
+def _prune_batch(table: Table, moment: Any) -> Any:
+    return delete(table).where(
+        table.c.id.in_(
+            select(table.c.id)
+            .where(moment < bindparam("cutoff", type_=moment.type))
+            .order_by(moment)
+            .limit(bindparam("batch"))
+            .scalar_subquery()
+        )
     )
+
+
+# The event log by received_at, the step samples by completed_at: both through their time's index.
+_PRUNE_BATCHES: Final = (
+    _prune_batch(_events, _events.c.received_at),
+    _prune_batch(_durations, _durations.c.completed_at),
 )
 
 
 async def prune_events(connection: AsyncConnection, cutoff: datetime, batch: int) -> int:
-    """Delete up to ``batch`` events received before ``cutoff`` (oldest first, through the
-    received_at index); the number deleted. The caller commits, batch by batch."""
-    result = await connection.execute(_PRUNE_BATCH, {"cutoff": cutoff, "batch": batch})
-    return result.rowcount
+    """Delete up to ``batch`` events received before ``cutoff`` and as many step samples taken before
+    it, oldest first; the larger of the two counts (under ``batch``: nothing older is left). The
+    caller commits, batch by batch."""
+    deleted = 0
+    for statement in _PRUNE_BATCHES:
+        result = await connection.execute(statement, {"cutoff": cutoff, "batch": batch})
+        deleted = max(deleted, result.rowcount)
+    return deleted

@@ -11,7 +11,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -43,6 +45,11 @@ ACTIVE_INSTANCE_STATUSES = frozenset({"pending", "provisioning"})
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """A UTC timestamp as the frames write every time: ``2026-12-02T06:01:02.123456Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -113,6 +120,35 @@ class AgentInstance(Timestamped, Base):
     last_heartbeat_version: Mapped[int | None] = mapped_column(BigInteger)
     # Monotonic per agent (a new instance continues from the previous one), +1 with every visible change.
     version: Mapped[int] = mapped_column(BigInteger, default=1)
+    # When each UI step started and was left, and how long it usually takes, written as the steps
+    # change: {step key: {"startedAt", "completedAt", "expectedSeconds"}} (see hub.domain.steps).
+    timeline: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, default=dict)
+    # The workflow's last word: the last callback or heartbeat accepted for this instance (its
+    # creation before the first). The stall watch compares it with the configured silences.
+    last_callback_at: Mapped[datetime | None]
+    # Set (to last_callback_at) when the workflow has been silent too long; the next word clears it.
+    stalled_since: Mapped[datetime | None]
+
+
+# The stall watch's two questions, each answered from a small partial index: provisionings (pending or
+# provisioning) by their last word, and running agents that heartbeat and are not yet marked stalled.
+Index(
+    "ix_agent_instances_silent_provisioning",
+    AgentInstance.last_callback_at,
+    postgresql_where=AgentInstance.status.in_(("pending", "provisioning")),
+    sqlite_where=AgentInstance.status.in_(("pending", "provisioning")),
+)
+_SILENT_RUNNING = (
+    (AgentInstance.status == "running")
+    & AgentInstance.last_heartbeat_at.is_not(None)
+    & AgentInstance.stalled_since.is_(None)
+)
+Index(
+    "ix_agent_instances_silent_running",
+    AgentInstance.last_callback_at,
+    postgresql_where=_SILENT_RUNNING,
+    sqlite_where=_SILENT_RUNNING,
+)
 
 
 class CallbackEvent(Base):
@@ -137,3 +173,22 @@ class CallbackEvent(Base):
     version: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class StepDuration(Base):
+    """How long a UI step took in one provisioning that went through it (not skipped, not failed):
+    the samples of the owner's expected durations, pruned with the event log."""
+
+    __tablename__ = "step_durations"
+    __table_args__ = (Index("ix_step_durations_owner_step", "owner_id", "step", "completed_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+    owner_id: Mapped[str] = mapped_column(String(255))
+    step: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agent_instances.id", ondelete="CASCADE"), index=True)
+    seconds: Mapped[float] = mapped_column(Double)
+    completed_at: Mapped[datetime] = mapped_column(index=True)

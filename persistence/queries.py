@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from persistence.callback_store import expected_seconds
 from persistence.models import (
     ACTIVE_INSTANCE_STATUSES,
     Agent,
     AgentInstance,
     ProvisioningJob,
+    rfc3339,
+    utcnow,
 )
 
 
@@ -70,10 +73,11 @@ def _newest_versions(agent_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, int]:
 
 
 async def start_provisioning(
-    session: AsyncSession, agent: Agent, *, job_id: str, repository_id: int | None = None
+    session: AsyncSession, agent: Agent, *, job_id: str, first_step: str, repository_id: int | None = None
 ) -> tuple[ProvisioningJob, AgentInstance]:
-    """A queued job and a pending instance; the version continues from the agent's previous instance.
-    With ``repository_id``, only that repository's OIDC-authenticated workflows may report the job."""
+    """A queued job and a pending instance, its ``first_step`` started; the version continues from the
+    agent's previous instance. With ``repository_id``, only that repository's OIDC-authenticated
+    workflows may report the job."""
     # Lock the agent so two concurrent provision calls cannot both see "nothing in progress", and
     # the newest instance so a callback bumping its version (a heartbeat of a running instance)
     # finishes first: the new instance's version must come after it.
@@ -84,12 +88,19 @@ async def start_provisioning(
     if await session.get(ProvisioningJob, job_id) is not None:
         raise ProvisioningConflict(f"Job id {job_id!r} is already used.")
     job = ProvisioningJob(id=job_id, agent_id=agent.id, status="queued", repository_id=repository_id)
+    now = utcnow()
+    # Queued is the first step: it starts now, and the stall watch counts the workflow's silence from now.
+    expected = await expected_seconds(await session.connection(), agent.owner_id, first_step)
     instance = AgentInstance(
         agent_id=agent.id,
         job_id=job_id,
         status="pending",
         instance_metadata={},
         version=1 if previous is None else previous.version + 1,
+        timeline={first_step: {"startedAt": rfc3339(now), "completedAt": None, "expectedSeconds": expected}},
+        last_callback_at=now,
+        created_at=now,
+        updated_at=now,
     )
     session.add(job)
     await session.flush()

@@ -12,10 +12,12 @@ from sqlalchemy import Row, Table, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from persistence.callback_store import INSTANCE_COLUMNS, InstanceState, instance_from_row
-from persistence.models import Agent, AgentInstance
+from persistence.models import Agent, AgentInstance, CallbackEvent, ProvisioningJob
 
 _agents: Table = Agent.__table__  # type: ignore[assignment]
 _instances: Table = AgentInstance.__table__  # type: ignore[assignment]
+_jobs: Table = ProvisioningJob.__table__  # type: ignore[assignment]
+_events: Table = CallbackEvent.__table__  # type: ignore[assignment]
 _older = _instances.alias("older")
 
 
@@ -49,6 +51,45 @@ _OF_OWNER: Final = (
     .where(_agents.c.owner_id == bindparam("owner_id"))
     .order_by(_agents.c.created_at, _agents.c.id)
 )
+
+
+_OWNER: Final = select(_agents.c.owner_id).where(_agents.c.id == bindparam("agent_id"))
+# The agent's events newest first (ids grow with time), from before a cursor: the id of the last one
+# a page showed. The error is picked out of the stored callback, not the whole body read.
+_HISTORY: Final = (
+    select(
+        _events.c.id,
+        _events.c.received_at,
+        _events.c.kind,
+        _events.c.job_id,
+        _events.c.delivery_id,
+        _events.c.status,
+        _events.c.step,
+        _events.c.payload["error"].as_string().label("error"),
+        _events.c.applied,
+        _events.c.version,
+    )
+    .where(
+        _events.c.job_id.in_(select(_jobs.c.id).where(_jobs.c.agent_id == bindparam("agent_id"))),
+        _events.c.id < bindparam("before"),
+    )
+    .order_by(_events.c.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+async def owner_of(connection: AsyncConnection, agent_id: uuid.UUID) -> str | None:
+    """The agent's owner id; None when there is no such agent."""
+    owner: str | None = await connection.scalar(_OWNER, {"agent_id": agent_id})
+    return owner
+
+
+async def agent_history(connection: AsyncConnection, agent_id: uuid.UUID, *, before: int, limit: int) -> list[Any]:
+    """Up to ``limit`` events of the agent's provisionings with an id below ``before``, newest first:
+    rows with id, received_at, kind, job_id, delivery_id, status, step, error, applied, version."""
+    parameters = {"agent_id": agent_id, "before": before, "limit": limit}
+    rows: list[Any] = list((await connection.execute(_HISTORY, parameters)).all())
+    return rows
 
 
 async def agent_status(connection: AsyncConnection, agent_id: uuid.UUID) -> tuple[str, InstanceState | None] | None:

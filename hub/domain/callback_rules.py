@@ -3,15 +3,32 @@ its instance. Runs inside the request's transaction; the caller commits and publ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.domain.steps import WORKFLOW_STEPS, workflow_step_order
+from hub.domain.steps import (
+    WORKFLOW_STEPS,
+    StepState,
+    advance_timeline,
+    derive_steps,
+    step_states,
+    workflow_step_order,
+)
 from hub.domain.wire import CALLBACK_STATUSES, CALLBACK_TYPES, WebhookBody, WebhookReply
-from persistence.callback_store import InstanceState, JobState, lock_for_callback, save_callback
+from persistence.callback_store import (
+    InstanceState,
+    JobState,
+    event_row,
+    expected_seconds,
+    lock_for_callback,
+    log_event,
+    save_callback,
+)
 from persistence.models import utcnow
 
 # Instance transitions a callback may make; anything else is acknowledged and changes nothing.
@@ -127,10 +144,13 @@ async def apply(
         if earlier is not None:
             return Outcome(earlier, instance if job.current else None, str(instance.agent_id), redelivery=True)
 
+    now = utcnow()
+    heartbeat = body.type == "heartbeat"
+    before = step_states(derive_steps(instance.status, instance.current_step))
     if not job.current:
         applied = False  # the agent was provisioned again: this job's instance is history
-    elif body.type == "heartbeat":
-        applied = _heartbeat(instance)
+    elif heartbeat:
+        applied = _heartbeat(instance, now)
     elif body.status == "provisioning" and body.step is not None:
         applied = _advance_step(job, instance, body.step, body.metadata)
     elif body.status == "running":
@@ -138,22 +158,33 @@ async def apply(
     else:
         applied = _set_status(job, instance, body)
 
-    if applied:
-        instance.version += 1
-        instance.updated_at = utcnow()
-        if body.type == "heartbeat" and delivery_id is not None:
-            instance.last_heartbeat_delivery_id = delivery_id
-            instance.last_heartbeat_version = instance.version
-    await save_callback(
-        connection,
-        job,
-        applied=applied,
-        delivery_id=delivery_id,
-        kind=body.type or "status",
-        status=body.status,
-        step=body.step,
-        payload=document,
-    )
+    resumed = False
+    if job.current:
+        # Any word from the workflow, applied or not, shows it is alive: the stall watch starts over,
+        # and a stall it had marked ends (a visible change).
+        instance.last_callback_at = now
+        if instance.stalled_since is not None:
+            instance.stalled_since = None
+            resumed = applied = True
+    samples = await advance_version(connection, job, before, now) if applied else ()
+    if applied and heartbeat and delivery_id is not None:
+        instance.last_heartbeat_delivery_id = delivery_id
+        instance.last_heartbeat_version = instance.version
+    if resumed:
+        await log_event(connection, resume_event(job.id, instance))
+    event = None
+    if not heartbeat:
+        event = event_row(
+            job.id,
+            instance,
+            kind=body.type or "status",
+            applied=applied,
+            status=body.status,
+            step=body.step,
+            payload=document,
+            delivery_id=delivery_id,
+        )
+    await save_callback(connection, job, written=job.current, event=event, samples=samples)
     return Outcome(
         WebhookReply(received=True, applied=applied, version=instance.version),
         instance if applied else None,
@@ -181,10 +212,35 @@ def _used_for(other_job: str | None) -> CallbackError:
     return CallbackError(409, f"This delivery id was already used for job {other_job!r}; use a new one per callback.")
 
 
-def _heartbeat(instance: InstanceState) -> bool:
+async def advance_version(
+    connection: AsyncConnection, job: JobState, before: Sequence[StepState], now: datetime
+) -> tuple[tuple[str, float], ...]:
+    """A visible change: the next version, and the step times it makes (with the expected duration
+    of a step that starts now, computed once and stored with it, so frames never change by
+    themselves); the owner's step samples it completed."""
+    instance = job.instance
+    instance.version += 1
+    instance.updated_at = now
+    after = step_states(derive_steps(instance.status, instance.current_step))
+    change = advance_timeline(instance.timeline, before, after, now)
+    instance.timeline = change.times
+    if change.started is not None:
+        expected = await expected_seconds(connection, job.owner_id, change.started)
+        instance.timeline[change.started]["expectedSeconds"] = expected
+    return change.finished
+
+
+def resume_event(job_id: str, instance: InstanceState) -> dict[str, Any]:
+    """The event-log row saying a stalled workflow was heard from again."""
+    return event_row(
+        job_id, instance, kind="resumed", applied=True, status=instance.status, step=instance.current_step, payload={}
+    )
+
+
+def _heartbeat(instance: InstanceState, now: datetime) -> bool:
     if instance.status in ("failed", "stopped"):
         return False
-    instance.last_heartbeat_at = utcnow()
+    instance.last_heartbeat_at = now
     return True
 
 
@@ -209,6 +265,12 @@ def _complete(job: JobState, instance: InstanceState, metadata: dict[str, Any] |
     _merge_metadata(instance, metadata)
     job.status = "running"
     return True
+
+
+def fail(job: JobState, message: str) -> bool:
+    """Fail the job and its instance as a workflow's failure callback would (the step kept); False
+    when the instance can no longer fail."""
+    return _set_status(job, job.instance, WebhookBody(job_id=job.id, status="failed", error=message))
 
 
 def _set_status(job: JobState, instance: InstanceState, body: WebhookBody) -> bool:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
+
+from persistence.models import rfc3339
 
 StepState = Literal["completed", "active", "pending", "error"]
 
@@ -74,3 +79,58 @@ def _states(
             state = "pending"
         result.append((key, label, state))
     return result
+
+
+# A step's times as the instance stores them: {"startedAt": RFC 3339 or None, "completedAt": RFC 3339
+# or None, "expectedSeconds": float or None}, under the step's key.
+StepTimes = dict[str, dict[str, str | float | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineChange:
+    """What a change of the step states did to the timeline, for what the caller stores beside it."""
+
+    times: StepTimes
+    # The step that became active now (its expected duration is looked up and stored with it).
+    started: str | None
+    # (step key, seconds) for each step that was active and is now completed: the owner's samples.
+    finished: tuple[tuple[str, float], ...]
+
+
+def advance_timeline(
+    times: Mapping[str, Mapping[str, str | float | None]],
+    before: Sequence[StepState],
+    after: Sequence[StepState],
+    at: datetime,
+) -> TimelineChange:
+    """The step times after the UI steps went from ``before`` to ``after`` states at ``at``.
+
+    A step that became active, completed or failed without a start gets ``at`` as its start; a step
+    that became completed or failed gets ``at`` as its end. So a skipped step (pending straight to
+    completed) starts and ends at once. Times once set never change, and a step that goes back to
+    pending (a stopped agent) keeps them: they are history.
+    """
+    result: StepTimes = {key: dict(entry) for key, entry in times.items()}
+    stamp = rfc3339(at)
+    started: str | None = None
+    finished: list[tuple[str, float]] = []
+    for (key, _label), was, now in zip(UI_STEPS, before, after, strict=True):
+        if now == "pending" or now == was:
+            continue
+        entry = result.setdefault(key, {"startedAt": None, "completedAt": None, "expectedSeconds": None})
+        began = entry.get("startedAt")
+        if began is None:
+            entry["startedAt"] = stamp
+        if now == "active":
+            started = key
+            continue
+        if entry.get("completedAt") is None:
+            entry["completedAt"] = stamp
+            # A sample only from a step seen running from its start: not skipped, not failed.
+            if was == "active" and now == "completed" and isinstance(began, str):
+                finished.append((key, max(0.0, (at - datetime.fromisoformat(began)).total_seconds())))
+    return TimelineChange(result, started, tuple(finished))
+
+
+def step_states(steps: Sequence[tuple[str, str, StepState]]) -> list[StepState]:
+    return [state for _key, _label, state in steps]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -12,8 +13,11 @@ from litestar.exceptions import HTTPException, NotFoundException, PermissionDeni
 from litestar.params import FromPath
 
 from hub.domain.agent_ids import parse_agent_id
+from hub.domain.steps import UI_STEPS
 from hub.domain.wire import (
     AgentSummary,
+    History,
+    HistoryEvent,
     NewAgent,
     Provisioned,
     ProvisionRequest,
@@ -97,6 +101,73 @@ async def get_instance(request: Request[Any, Any, Any], agent_id: FromPath[str])
     return Response(encode_status(instance), media_type=_JSON, headers=headers)
 
 
+# The history's pages: how many events at most, and the cursor (an event id) past every event.
+HISTORY_LIMITS: Final = (1, 200)
+HISTORY_DEFAULT_LIMIT: Final = 50
+_NEWEST: Final = 2**63 - 1
+_DECIMAL: Final = re.compile(r"[1-9][0-9]*")
+
+
+@get("/api/agents/{agent_id:str}/events")
+async def agent_events(
+    request: Request[Any, Any, Any], hub: HubDep, viewer: ViewerDep, agent_id: FromPath[str]
+) -> Response[bytes]:
+    limit = _history_limit(request.query_params.get("limit"))
+    before = _history_cursor(request.query_params.get("before"))
+    key = _agent_key(agent_id)
+    async with hub.reads.connect() as connection:
+        owner_id = await status_reads.owner_of(connection, key)
+        if owner_id is None:
+            raise NotFoundException(f"No agent with id {agent_id}.")
+        if owner_id != viewer.owner_id:
+            raise PermissionDeniedException(f"Agent {agent_id} belongs to another owner.")
+        # One more than a page: whether there is a page after it.
+        rows = await status_reads.agent_history(connection, key, before=before, limit=limit + 1)
+    page = [
+        HistoryEvent(
+            id=str(row.id),
+            at=row.received_at,
+            kind=row.kind,
+            job_id=row.job_id,
+            delivery_id=row.delivery_id,
+            status=row.status,
+            step=row.step,
+            error=row.error,
+            applied=row.applied,
+            version=row.version,
+        )
+        for row in rows[:limit]
+    ]
+    following = page[-1].id if len(rows) > limit else None
+    return Response(encode(History(page, following)), media_type=_JSON, headers={"Cache-Control": "no-store"})
+
+
+def _history_limit(raw: str | None) -> int:
+    if raw is None:
+        return HISTORY_DEFAULT_LIMIT
+    low, high = HISTORY_LIMITS
+    if _DECIMAL.fullmatch(raw) and low <= int(raw) <= high:
+        return int(raw)
+    raise HTTPException(
+        status_code=400,
+        detail=f"Query parameter limit must be an integer from {low} to {high}; got {raw!r}.",
+        extra={"field": "limit"},
+    )
+
+
+def _history_cursor(raw: str | None) -> int:
+    """The ``next`` of an earlier page: an event id (any larger number starts from the newest)."""
+    if raw is None:
+        return _NEWEST
+    if _DECIMAL.fullmatch(raw) and len(raw) <= len(str(_NEWEST)):
+        return min(int(raw), _NEWEST)
+    raise HTTPException(
+        status_code=400,
+        detail=f"Query parameter before must be the `next` of an earlier page (a positive integer); got {raw!r}.",
+        extra={"field": "before"},
+    )
+
+
 @post("/api/agents", status_code=201, request_max_body_size=16 * 1024, guards=[admin_only])
 async def create_agent(request: Request[Any, Any, Any], hub: HubDep) -> Response[bytes]:
     body = _decode(_new_agent, await request.body())
@@ -128,7 +199,7 @@ async def provision_agent(request: Request[Any, Any, Any], hub: HubDep, agent_id
             raise NotFoundException(f"No agent with id {agent_id}.")
         try:
             job, instance = await queries.start_provisioning(
-                session, agent, job_id=job_id, repository_id=body.repository_id
+                session, agent, job_id=job_id, first_step=UI_STEPS[0][0], repository_id=body.repository_id
             )
         except queries.ProvisioningConflict as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None

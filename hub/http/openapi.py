@@ -21,6 +21,7 @@ from litestar.handlers import HTTPRouteHandler
 from hub.domain.wire import (
     AgentStatus,
     AgentSummary,
+    History,
     NewAgent,
     Provisioned,
     ProvisionRequest,
@@ -61,6 +62,7 @@ class Documented:
     request: Any = None  # the body's msgspec type
     request_required: bool = True
     request_headers: Mapping[str, str] = field(default_factory=dict)  # name -> description
+    query: Mapping[str, tuple[dict[str, Any], str]] = field(default_factory=dict)  # name -> (schema, description)
     tags: tuple[str, ...] = ()
     auth_optional: bool = False  # the security schemes apply only when configured
 
@@ -209,6 +211,35 @@ DOCUMENTED: Final[tuple[Documented, ...]] = (
         tags=("dashboards",),
     ),
     Documented(
+        handler=agents.agent_events,
+        summary="Page through an agent's history",
+        description="The accepted state changes of the agent's provisionings, newest first: each callback "
+        "(`status`, applied or not) and the hub's own changes: `stalled` (the workflow was silent past "
+        "HUB_STALL_AFTER, or a running agent's heartbeats past HUB_HEARTBEAT_TIMEOUT), `resumed` (it was heard "
+        "from again) and `timed_out` (failed as presumed lost after HUB_FAIL_AFTER). Heartbeats are not listed; "
+        "events older than HUB_EVENT_RETENTION are gone.",
+        security=("dashboardToken", "dashboardCookie"),
+        query={
+            "limit": (
+                {"type": "integer", "minimum": agents.HISTORY_LIMITS[0], "maximum": agents.HISTORY_LIMITS[1]},
+                f"Events per page (default {agents.HISTORY_DEFAULT_LIMIT}).",
+            ),
+            "before": (
+                {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
+                "The `next` of the previous page; absent for the newest events.",
+            ),
+        },
+        answers={
+            200: Answer("A page of events; `next` is null on the last page.", History),
+            400: _error("`limit` is not an integer from 1 to 200, or `before` is not a page's `next`."),
+            401: _UNAUTHENTICATED,
+            403: _error("The agent belongs to another owner."),
+            404: _NOT_AN_AGENT,
+            503: _BUSY,
+        },
+        tags=("dashboards",),
+    ),
+    Documented(
         handler=agents.create_agent,
         summary="Create an agent",
         description="The main application registers an agent for an owner.",
@@ -329,6 +360,10 @@ def _operation(entry: Documented, path: str, method: str) -> dict[str, Any]:
             "description": text,
         }
         for name, text in entry.request_headers.items()
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+        for name, (schema, text) in entry.query.items()
     ]
     responses: dict[str, Any] = {}
     for status, answer in sorted(entry.answers.items()):

@@ -13,8 +13,8 @@ from hub.domain.agent_ids import parse_agent_id
 from hub.domain.frames import status_frame
 from hub.domain.wire import encode_status
 from hub.runtime import Hub
-from hub.runtime.pool import is_unavailable
 from hub.runtime.resources import Watcher
+from hub.runtime.timers import repeat
 from persistence import queries
 from persistence.models import AgentInstance
 
@@ -29,16 +29,7 @@ IDS_PER_QUERY = 5_000
 
 async def reconcile_forever(hub: Hub) -> None:
     """Reconcile on a timer; never dies but by cancellation."""
-    interval = hub.settings.reconcile_interval
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await reconcile_once(hub)
-        except Exception as exc:
-            if is_unavailable(exc):
-                log.warning("Skipped a reconcile: the database is unavailable (%s); next in %g s.", exc, interval)
-            else:
-                log.exception("A reconcile failed; next in %g s.", interval)
+    await repeat(hub.settings.reconcile_interval, lambda: reconcile_once(hub), "a reconcile")
 
 
 async def reconcile_once(hub: Hub) -> int:

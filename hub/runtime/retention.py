@@ -3,15 +3,13 @@ batches, by one replica at a time, at an interval that follows the retention."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.runtime.pool import is_unavailable
+from hub.runtime.timers import one_replica, repeat
 from persistence.callback_store import prune_events
 from persistence.models import utcnow
 
@@ -30,45 +28,24 @@ def prune_interval(retention: int) -> float:
 
 async def prune_forever(engine: AsyncEngine, retention: int) -> None:
     """Prune on a timer; never dies but by cancellation. ``retention`` 0 keeps everything."""
-    if retention <= 0:
-        return
-    interval = prune_interval(retention)
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await prune_once(engine, retention)
-        except Exception as exc:
-            if is_unavailable(exc):
-                log.warning("Skipped pruning the event log: the database is unavailable (%s).", exc)
-            else:
-                log.exception("Pruning the event log failed; next try in %g s.", interval)
+    if retention > 0:
+        await repeat(prune_interval(retention), lambda: prune_once(engine, retention), "pruning the event log")
 
 
 async def prune_once(engine: AsyncEngine, retention: int) -> int | None:
     """Delete every event older than ``retention`` seconds; the count, or None when another replica
     holds the prune lock (it is doing the same work)."""
     cutoff = utcnow() - timedelta(seconds=retention)
-    postgres = engine.dialect.name == "postgresql"
-    async with engine.connect() as connection:
-        if postgres:
-            # A session lock (not a transaction's): it spans the batches' own transactions.
-            locked = await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": _PRUNE_LOCK_KEY})
+    async with engine.connect() as connection, one_replica(connection, _PRUNE_LOCK_KEY) as mine:
+        if not mine:
+            return None
+        deleted = 0
+        while True:
+            count = await prune_events(connection, cutoff, BATCH)
             await connection.commit()
-            if not locked:
-                return None
-        try:
-            deleted = 0
-            while True:
-                count = await prune_events(connection, cutoff, BATCH)
-                await connection.commit()
-                deleted += count
-                if count < BATCH:
-                    break
-        finally:
-            await connection.rollback()  # a batch that failed leaves its transaction aborted
-            if postgres:
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PRUNE_LOCK_KEY})
-                await connection.commit()
+            deleted += count
+            if count < BATCH:
+                break
     if deleted:
         log.info("Pruned %d events older than %d s from the event log.", deleted, retention)
     return deleted

@@ -18,7 +18,7 @@ from persistence import Base, make_engine
 from tests.support.database import fresh_database
 from tests.support.process import ROOT
 
-TABLES = {"agents", "provisioning_jobs", "agent_instances", "callback_events", "alembic_version"}
+TABLES = {"agents", "provisioning_jobs", "agent_instances", "callback_events", "step_durations", "alembic_version"}
 
 
 @pytest.fixture
