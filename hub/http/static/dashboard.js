@@ -146,6 +146,7 @@ function renderStatus(status) {
   // The client already drops stale versions; the list refresh can still bring an older one.
   if (!card || status.version <= card.version) return;
   const firstRender = card.version === 0;
+  const before = card.status;
   card.version = status.version;
   card.heartbeatAt = status.lastHeartbeatAt ? parseTime(status.lastHeartbeatAt) : null;
   card.steps = status.steps;
@@ -156,7 +157,7 @@ function renderStatus(status) {
   renderSummary(element, status);
   renderSteps(element, status.steps, status.error);
   renderMeta(element, status.metadata || {});
-  renderStall(card, parseTime(status.stalledSince), firstRender);
+  renderStall(card, parseTime(status.stalledSince), before, firstRender);
   $(".version", element).textContent = `v${status.version}`;
   $(".version", element).title = `Status version ${status.version}, updated ${status.updatedAt}`;
   const now = Date.now();
@@ -177,7 +178,7 @@ function tick() {
 
 // The notice itself ticks, so it is no live region (a screen reader would read it every second);
 // a separate polite region says once that the workflow went quiet, and once that it spoke again.
-function renderStall(card, stalledSince, firstRender) {
+function renderStall(card, stalledSince, before, firstRender) {
   const was = card.stalledSince;
   card.stalledSince = stalledSince;
   const { element } = card;
@@ -191,7 +192,8 @@ function renderStall(card, stalledSince, firstRender) {
     const who = card.status === "running" ? "No heartbeat from the agent" : "No word from the workflow";
     setText(announce, `Stalled: ${who.toLowerCase()} since ${since}.`);
   } else if (stalledSince === null && was !== null) {
-    setText(announce, card.status === "running" ? "The agent is heartbeating again." : "The workflow is reporting again.");
+    // Said of what was silent: a workflow that resumes by reporting running was a workflow.
+    setText(announce, before === "running" ? "The agent is heartbeating again." : "The workflow is reporting again.");
   }
 }
 
