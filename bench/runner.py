@@ -88,10 +88,14 @@ class Run:
     token: str = field(default_factory=dashboard_token)
 
     @asynccontextmanager
-    async def hub(self, *, workers: int = 1, agents: int = 0) -> AsyncIterator[Target]:
-        """A fresh ``status-hub serve`` process on the run's database, with ``agents`` agents."""
+    async def hub(
+        self, *, workers: int = 1, agents: int = 0, redis_cluster_nodes: str | None = None
+    ) -> AsyncIterator[Target]:
+        """A fresh ``status-hub serve`` process on the run's database, with ``agents`` agents; on the
+        shared Redis, or on the Redis Cluster of ``redis_cluster_nodes`` (``host:port,...``)."""
         port = free_port()
-        server = hub_server(self.database, port, self.results / "logs" / f"hub-{port}.log", workers=workers)
+        log_path = self.results / "logs" / f"hub-{port}.log"
+        server = hub_server(self.database, port, log_path, workers=workers, redis_cluster_nodes=redis_cluster_nodes)
         await server.start()
         target = Target(
             name="status-hub", server=server, make_agents=hub_agents, database=self.database.name, jobs=self.jobs

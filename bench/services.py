@@ -131,14 +131,24 @@ class ServerProcess:
             self.process.wait(timeout)
 
 
-def hub_server(database: Database, port: int, log_path: Path, *, workers: int = 1, prefix: str = "") -> ServerProcess:
-    """``status-hub serve`` on Postgres and Redis, from the venv running the bench."""
+def hub_server(
+    database: Database,
+    port: int,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    prefix: str = "",
+    redis_cluster_nodes: str | None = None,
+) -> ServerProcess:
+    """``status-hub serve`` on Postgres and Redis (or a Redis Cluster's seed nodes), from the venv
+    running the bench."""
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    redis = {"HUB_REDIS_CLUSTER_NODES": redis_cluster_nodes} if redis_cluster_nodes else {"HUB_REDIS_URL": REDIS_URL}
     env.update(
         HUB_DATABASE_URL=database.sqlalchemy_url,
-        HUB_REDIS_URL=REDIS_URL,
+        **redis,
         HUB_WEBHOOK_SECRET=SECRETS.webhook,
         HUB_JWT_SECRET=SECRETS.jwt,
         HUB_ADMIN_TOKEN=SECRETS.admin,

@@ -79,6 +79,20 @@ def workload_tables(result: dict[str, Any]) -> str:
             _table(_PUSH, rows),
             "",
         ]
+    if "cluster" in w:
+        c = w["cluster"]
+        rows = [
+            [*_push_rows(f"{s['rate']}/s, {broker}", s), s["window"]["redis_cpu_s"]]
+            for broker in ("redis", "cluster")
+            for s in c[broker]["steps"]
+        ]
+        out += [
+            f"## Realistic on one Redis and on a Redis Cluster ({c['shards']} shards): "
+            f"{c['sockets']} sockets over {c['agents']} agents",
+            "",
+            _table([*_PUSH, "Redis CPU s"], rows),
+            "",
+        ]
     if "worst" in w:
         rows = [_push_rows(f"{s['width']} wide, {s['rate']:.0f}/s", s) for s in w["worst"]["steps"]]
         out += ["## Worst case: every socket on one agent", "", _table(_PUSH, rows), ""]

@@ -5,6 +5,7 @@ from channels.broker import Broker
 from channels.memory import MemoryBackend
 from channels.naming import agent_of, canary_channel, channel_name
 from channels.redis_backend import RedisBackend
+from channels.redis_cluster_backend import RedisClusterBackend
 
 __all__ = [
     "Backend",
@@ -13,6 +14,7 @@ __all__ = [
     "MemoryBackend",
     "Message",
     "RedisBackend",
+    "RedisClusterBackend",
     "Restored",
     "agent_of",
     "canary_channel",

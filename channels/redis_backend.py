@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import NoReturn
@@ -18,7 +17,7 @@ import redis.asyncio
 import redis.exceptions
 
 from channels.backend import Event, EventQueue, Message, Restored
-from channels.redis_connection import CONNECTION_LOST, PubSubConnection
+from channels.redis_connection import CONNECTION_LOST, PubSubConnection, jittered_backoff
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +276,4 @@ class RedisBackend:
         return conn
 
     def _backoff(self, failures: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(failures, 30))
-        # "Equal jitter": replicas that lost Redis together do not all come back in lockstep.
-        return random.uniform(ceiling / 2, ceiling)
+        return jittered_backoff(failures, self._backoff_initial, self._backoff_max)

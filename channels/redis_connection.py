@@ -10,6 +10,7 @@ connection never reconnects by itself: every failure reaches the caller, whose l
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any, NamedTuple, Protocol, cast
 
 import redis.asyncio
@@ -76,7 +77,22 @@ class PubSubConnection:
         idle_timeout: float,
         ping_timeout: float,
     ) -> PubSubConnection:
-        raw = cast(_RawConnection, client.connection_pool.make_connection())  # type: ignore[no-untyped-call]
+        raw = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        return await cls.connect(
+            raw, connect_timeout=connect_timeout, idle_timeout=idle_timeout, ping_timeout=ping_timeout
+        )
+
+    @classmethod
+    async def connect(
+        cls,
+        connection: Any,
+        *,
+        connect_timeout: float,
+        idle_timeout: float,
+        ping_timeout: float,
+    ) -> PubSubConnection:
+        """Take over `connection`, a fresh, unconnected redis-py asyncio `Connection`, and connect it."""
+        raw = cast(_RawConnection, connection)
         # The caller's loop is the retry policy; redis-py's own would only delay noticing failure.
         raw.retry = Retry(NoBackoff(), 0)
         try:
@@ -95,7 +111,9 @@ class PubSubConnection:
         await self._raw.send_command(*args, check_health=False)
 
     async def read(self) -> Reply:
-        """The next reply other than PONG; raises one of CONNECTION_LOST when the connection is."""
+        """The next reply other than PONG; raises one of CONNECTION_LOST when the connection is, and a
+        `redis.exceptions.ResponseError` (the connection stays usable) when the server answered a
+        command with an error (a cluster node's MOVED, for one)."""
         while True:
             timeout = self._ping_timeout if self._ping_sent else self._idle_timeout
             # disable_decoding: payloads stay bytes whatever the client's decode_responses says.
@@ -133,3 +151,12 @@ def _parse(response: Any) -> Reply:
         data = response[2] if len(response) > 2 and isinstance(response[2], bytes) else b""
         return Reply(kind, channel, data)
     return Reply(b"?", "", repr(response).encode())
+
+
+def jittered_backoff(failures: int, initial: float, maximum: float) -> float:
+    """Seconds to wait before reconnect attempt `failures` + 1: doubling from `initial` up to `maximum`.
+
+    "Equal jitter": replicas that lost Redis together do not all come back in lockstep.
+    """
+    ceiling = min(maximum, initial * 2 ** min(failures, 30))
+    return random.uniform(ceiling / 2, ceiling)

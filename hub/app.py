@@ -42,7 +42,11 @@ def create_app(settings: Settings) -> Litestar:
                 "Ready in process %d: database %s, broker %s.",
                 os.getpid(),
                 hub.engine.url.render_as_string(hide_password=True),
-                "in-memory" if settings.redis_url is None else "Redis",
+                "in-memory"
+                if not settings.uses_redis
+                else "Redis Cluster"
+                if settings.redis_cluster_nodes
+                else "Redis",
             )
             timers = [
                 asyncio.create_task(sweep_sockets(hub), name="socket-deadlines"),

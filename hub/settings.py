@@ -43,6 +43,8 @@ class SettingsError(ValueError):
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+    # Seed nodes (host:port) of a Redis Cluster, instead of redis_url: sharded pub/sub over its shards.
+    redis_cluster_nodes: tuple[str, ...] = ()
     webhook_secret: str = field(default="", repr=False)
     jwt_secret: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
@@ -83,7 +85,12 @@ class Settings:
     @property
     def is_embedded(self) -> bool:
         """True when running on the SQLite file and the in-memory broker."""
-        return self.database_url.startswith("sqlite") and self.redis_url is None
+        return self.database_url.startswith("sqlite") and not self.uses_redis
+
+    @property
+    def uses_redis(self) -> bool:
+        """True with one Redis (HUB_REDIS_URL) or a Redis Cluster (HUB_REDIS_CLUSTER_NODES)."""
+        return self.redis_url is not None or bool(self.redis_cluster_nodes)
 
     @property
     def signatures_enabled(self) -> bool:
@@ -117,6 +124,7 @@ class Settings:
         _check_url("HUB_DATABASE_URL", settings.database_url, _ALLOWED_DATABASE_SCHEMES)
         if settings.redis_url is not None:
             _check_url("HUB_REDIS_URL", settings.redis_url, ("redis", "rediss", "unix"))
+        _check_cluster_nodes(settings)
         for origin in settings.allowed_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise SettingsError(
@@ -210,6 +218,27 @@ def normalize_origin(url: str) -> str | None:
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     return f"{scheme}://{host}" if port is None or port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+
+
+def _check_cluster_nodes(settings: Settings) -> None:
+    if settings.redis_cluster_nodes and settings.redis_url is not None:
+        raise SettingsError(
+            "HUB_REDIS_URL and HUB_REDIS_CLUSTER_NODES are both set; set only one: HUB_REDIS_URL for one Redis, "
+            "HUB_REDIS_CLUSTER_NODES for a Redis Cluster."
+        )
+    for node in settings.redis_cluster_nodes:
+        host, _, port = node.rpartition(":")
+        if not _HOST.fullmatch(host.strip("[]").lower()) or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(
+                "HUB_REDIS_CLUSTER_NODES must list seed nodes of the Redis Cluster as host:port, comma-separated "
+                f"(10.0.0.1:6379,10.0.0.2:6379); got {node!r}."
+            )
+
+
+def cluster_node_address(node: str) -> tuple[str, int]:
+    """A validated HUB_REDIS_CLUSTER_NODES entry as (host, port); an IPv6 host loses its brackets."""
+    host, _, port = node.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _check_oidc(settings: Settings) -> dict[str, Any]:

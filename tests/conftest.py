@@ -71,6 +71,9 @@ async def clean_db(db_engine: AsyncEngine) -> AsyncEngine:
     locks in that same order, so the two wait for each other instead of deadlocking."""
     async with db_engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE agents, provisioning_jobs, agent_instances, callback_events RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE agents, provisioning_jobs, agent_instances, callback_events, step_durations "
+                "RESTART IDENTITY CASCADE"
+            )
         )
     return db_engine

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.runner import Run
-from bench.workloads import fanout, idle, ingestion, peers, polling, realistic, worst
+from bench.workloads import cluster, fanout, idle, ingestion, peers, polling, realistic, worst
 
 Workload = Callable[[Run], Awaitable[dict[str, Any]]]
 
@@ -14,6 +14,7 @@ Workload = Callable[[Run], Awaitable[dict[str, Any]]]
 WORKLOADS: dict[str, Workload] = {
     "idle": idle.run,
     "realistic": realistic.run,
+    "cluster": cluster.run,
     "worst": worst.run,
     "ingestion": ingestion.run,
     "fanout": fanout.run,

@@ -83,10 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         parser.error("--workers must be at least 1.")
     # Redis first: on the embedded default it is what --workers lacks most (the secrets follow).
-    if args.workers > 1 and settings.redis_url is None:
+    if args.workers > 1 and not settings.uses_redis:
         _report(
-            "status-hub: --workers > 1 needs HUB_REDIS_URL: the in-memory broker lives in one process, "
-            "so workers could not see each other's updates.",
+            "status-hub: --workers > 1 needs HUB_REDIS_URL (or HUB_REDIS_CLUSTER_NODES): the in-memory broker "
+            "lives in one process, so workers could not see each other's updates.",
             json_logs=json_logs,
         )
         return 2

@@ -227,7 +227,9 @@ async def advance_version(
     if change.started is not None:
         expected = await expected_seconds(connection, job.owner_id, change.started)
         instance.timeline[change.started]["expectedSeconds"] = expected
-    return change.finished
+    # A failure's steps may show a step completed that never finished (one without a step is shown
+    # failing at Installing Dependencies): no samples from a failure.
+    return () if instance.status == "failed" else change.finished
 
 
 def resume_event(job_id: str, instance: InstanceState) -> dict[str, Any]:

@@ -12,13 +12,23 @@ from typing import Any, Protocol
 
 from litestar.di import NamedDependency
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import Pool
 from standardwebhooks import Webhook
 
-from channels import Backend, Broker, MemoryBackend, RedisBackend, agent_of, canary_channel, channel_name
+from channels import (
+    Backend,
+    Broker,
+    MemoryBackend,
+    RedisBackend,
+    RedisClusterBackend,
+    agent_of,
+    canary_channel,
+    channel_name,
+)
 from hub.domain.agent_ids import parse_agent_id
 from hub.domain.frames import StatusFrame, tracked_frame
 from hub.domain.signatures import standard_webhook
@@ -32,7 +42,7 @@ from hub.runtime.pool import warm_pool
 from hub.runtime.publisher import Publisher
 from hub.runtime.versions import VersionCache
 from hub.runtime.waker import Waker
-from hub.settings import Settings
+from hub.settings import Settings, cluster_node_address
 from persistence import make_engine, make_session_factory, queries, status_reads
 
 log = logging.getLogger(__name__)
@@ -165,14 +175,31 @@ def _reads_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
     )
 
 
+def _cluster_client(settings: Settings) -> RedisCluster:
+    """The Redis Cluster client of HUB_REDIS_CLUSTER_NODES, with the same bounds as the single-node one:
+    REDIS_CONNECTIONS publishing connections per node, REDIS_TIMEOUT on every socket operation, and one
+    quick retry (a MOVED or a failover takes the client's own topology refresh; a publish that still
+    fails waits in the publisher's backlog)."""
+    return RedisCluster(
+        startup_nodes=[ClusterNode(*cluster_node_address(node)) for node in settings.redis_cluster_nodes],
+        max_connections=REDIS_CONNECTIONS,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        socket_timeout=REDIS_TIMEOUT,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+    )
+
+
 @asynccontextmanager
 async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     reads = _reads_engine(settings, engine)
     read_engine = reads if reads is not engine else engine.execution_options(isolation_level="AUTOCOMMIT")
-    redis: Redis | None = None
+    redis: Redis | RedisCluster | None = None
     backend: Backend
-    if settings.redis_url is None:
+    if settings.redis_cluster_nodes:
+        redis = _cluster_client(settings)
+        backend = RedisClusterBackend(redis)
+    elif settings.redis_url is None:
         backend = MemoryBackend()
     else:
         # Bounded timeouts: a hung Redis must not hold publishes (each runs after its callback's answer,
@@ -259,9 +286,11 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
                 hub.waker.close()
                 await publisher.close(PUBLISH_FLUSH_GRACE)
     finally:
-        if redis is not None:
+        if isinstance(redis, Redis):
             await redis.aclose()
             await redis.connection_pool.disconnect()
+        elif redis is not None:
+            await redis.aclose()  # a cluster client closes every node's connections
         await engine.dispose()
         if reads is not engine:
             await reads.dispose()

@@ -11,6 +11,7 @@ from hub.app import create_app
 from hub.settings import Settings
 from tests.support.api import Api
 from tests.support.lifespan import app_running
+from tests.support.redis_cluster import SharedCluster
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,14 @@ async def client(app: Litestar, clean_db: AsyncEngine) -> AsyncIterator[httpx.As
 @pytest.fixture
 def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
+
+
+@pytest.fixture(scope="session")
+async def redis_cluster() -> AsyncIterator[SharedCluster]:
+    """A private Redis Cluster (3 primaries, 3 replicas) shared by the tests that leave it whole, started
+    by the first that asks; tests that kill or reshard nodes start their own."""
+    shared = SharedCluster()
+    try:
+        yield shared
+    finally:
+        await shared.close()

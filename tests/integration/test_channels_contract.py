@@ -1,7 +1,9 @@
 """One suite, every backend: the broker's guarantees must not depend on the transport.
 
-Each test runs against `MemoryBackend` and `RedisBackend` (real Redis at REDIS_URL). Channel names
-carry a random prefix per test, so `PUBSUB CHANNELS <prefix>*` sees only this test's channels.
+Each test runs against `MemoryBackend`, `RedisBackend` (real Redis at REDIS_URL) and
+`RedisClusterBackend` (a private Redis Cluster of 3 primaries, see tests/support/redis_cluster.py).
+Channel names carry a random prefix per test, so `PUBSUB CHANNELS <prefix>*` (`PUBSUB SHARDCHANNELS`
+on every primary of the cluster) sees only this test's channels.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 
-from channels import Backend, Broker, Event, MemoryBackend, RedisBackend, channel_name
+from channels import Backend, Broker, Event, MemoryBackend, RedisBackend, RedisClusterBackend, channel_name
 from tests.support.config import REDIS_URL
 from tests.support.inbox import Inbox, pair
+from tests.support.redis_cluster import LocalCluster, SharedCluster, cluster_client
 
 WAIT = 10.0  # seconds; the bound of every wait in this file
 
@@ -49,15 +53,47 @@ class Transport:
         return int(count)
 
 
+class ClusterTransport(Transport):
+    """The server's side is every primary of the cluster: sharded channels live on their slot's."""
+
+    def __init__(self, backend: Backend, cluster: LocalCluster, client: RedisCluster, prefix: str) -> None:
+        super().__init__(backend, None, prefix)
+        self.cluster = cluster
+        self.client = client
+
+    async def server_channels(self) -> set[str] | None:
+        names: set[str] = set()
+        for port in await self.cluster.primaries():
+            async with self.cluster.node(port) as node:
+                found = await node.execute_command("PUBSUB", "SHARDCHANNELS", f"{self.prefix}*")
+                names.update(name.decode() for name in found)
+        return names
+
+    async def server_subscribers(self, channel: str) -> int | None:
+        async with self.cluster.node(await self.cluster.primary_of(channel)) as node:
+            _, count = await node.execute_command("PUBSUB", "SHARDNUMSUB", channel)
+        return int(count)
+
+
 @pytest.fixture
 def prefix(channel_prefix: str) -> str:
     return f"{channel_prefix}{uuid.uuid4().hex[:8]}:"
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def transport(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Transport]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def transport(
+    request: pytest.FixtureRequest, prefix: str, redis_cluster: SharedCluster
+) -> AsyncIterator[Transport]:
     if request.param == "memory":
         yield Transport(MemoryBackend(), None, prefix)
+        return
+    if request.param == "cluster":
+        cluster = await redis_cluster.get()
+        async with cluster_client(cluster.seeds) as cluster_redis:
+            transport = ClusterTransport(RedisClusterBackend(cluster_redis), cluster, cluster_redis, prefix)
+            yield transport
+            # Every connection it opened serves a node: the bound on pub/sub connections per process.
+            assert transport.backend.connections <= len(cluster.ports)  # type: ignore[attr-defined]
         return
     client = redis.asyncio.Redis.from_url(REDIS_URL)
     try:

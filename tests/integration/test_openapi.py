@@ -123,6 +123,7 @@ def _exercise(replica: Replica, known: Known) -> tuple[list[str], dict[str, set[
     credentials = {
         "list_agents": dashboard,
         "get_instance": dashboard,
+        "agent_events": dashboard,
         "create_agent": admin,
         "provision_agent": admin,
         "github_callback": {},

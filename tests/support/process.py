@@ -35,6 +35,8 @@ def hub_environment(settings: Settings, **extra: str) -> dict[str, str]:
     )
     if settings.redis_url is not None:
         env["HUB_REDIS_URL"] = settings.redis_url
+    if settings.redis_cluster_nodes:
+        env["HUB_REDIS_CLUSTER_NODES"] = ",".join(settings.redis_cluster_nodes)
     env.update(extra)
     return env
 
