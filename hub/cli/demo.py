@@ -40,11 +40,24 @@ AGENTS: Final = (
     ("data-pipeline", "ansible_started"),
     ("ml-inference", None),
 )
+# One more agent whose workflow goes silent midway, as a cancelled job or a lost runner does: the hub
+# marks it stalled, and after QUIET_FOR its workflow speaks again and finishes.
+QUIET: Final = ("gpu-worker", "ansible_started")
+QUIET_FOR: Final = 120.0
 SANDBOX: Final = "your-agent"  # provisioned and left for the newcomer to drive with `status-hub simulate`
 PAUSE: Final = (1.0, 4.0)  # seconds between one workflow's callbacks
 STAGGER: Final = 1.5  # seconds between the agents' starts, so they are at different steps
 HEARTBEAT_EVERY: Final = 5.0
 BETWEEN_ROUNDS: Final = 20.0
+# A step's usual time needs 5 provisionings of the owner that completed it: in the first round each
+# agent that succeeds runs twice back to back, so from the second round on every step has one.
+FIRST_ROUND_RUNS: Final = 2
+# The hub's timeline limits, short so the stall shows within the demo's first minute: silence past
+# STALL_AFTER (a heartbeat gap past HEARTBEAT_TIMEOUT for a running agent) is a stall. Nothing is
+# failed as lost (0: never), so the sandbox agent waits for the newcomer however long they take.
+STALL_AFTER: Final = 20
+HEARTBEAT_TIMEOUT: Final = 15
+FAIL_AFTER: Final = 0
 _START_TIMEOUT: Final = 30.0
 # The demo prints its own banner; the hub and uvicorn speak up only for warnings.
 LOG_LEVEL: Final = "WARNING"
@@ -92,6 +105,9 @@ async def _demo(listener: socket.socket, host: str) -> None:
             log_level=LOG_LEVEL,
             drain_delay=0.0,
             drain_seconds=0.5,
+            stall_after=STALL_AFTER,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            fail_after=FAIL_AFTER,
         )
         engine = make_engine(settings.database_url, pool_size=1)
         try:
@@ -111,12 +127,13 @@ async def _demo(listener: socket.socket, host: str) -> None:
                 agents = [
                     DemoAgent(await _create_agent(client, admin, name), name, fail_at) for name, fail_at in AGENTS
                 ]
-                for agent in agents:
+                quiet = DemoAgent(await _create_agent(client, admin, QUIET[0]), QUIET[0], None)
+                for agent in [*agents, quiet]:
                     agent.job_id = await _provision(client, admin, agent.id)
                 sandbox_job = await _provision(client, admin, await _create_agent(client, admin, SANDBOX))
                 print(_banner(base, settings, sandbox_job), flush=True)
                 sender = Sender(client, settings.webhook_secret, log=_quiet)
-                driving = asyncio.create_task(_drive(client, admin, sender, agents))
+                driving = asyncio.create_task(_drive(client, admin, sender, agents, quiet))
                 done, _ = await asyncio.wait({serving, driving}, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()  # a crashed driver or server ends the demo with its error
@@ -139,10 +156,14 @@ async def _until_started(server: uvicorn.Server, serving: asyncio.Task[None]) ->
         await asyncio.sleep(0.05)  # uvicorn offers a flag, not an event
 
 
-async def _drive(client: httpx.AsyncClient, admin: dict[str, str], sender: Sender, agents: list[DemoAgent]) -> None:
-    """Round after round: every agent runs its workflow, then rests, then is provisioned again."""
+async def _drive(
+    client: httpx.AsyncClient, admin: dict[str, str], sender: Sender, agents: list[DemoAgent], quiet: DemoAgent
+) -> None:
+    """Round after round: every agent runs its workflow, then rests, then is provisioned again. The
+    quiet agent keeps its own pace beside the rounds (see _go_quiet)."""
     rng = random.Random()
-    heartbeats = asyncio.create_task(_heartbeats(sender, agents))
+    heartbeats = asyncio.create_task(_heartbeats(sender, [*agents, quiet]))
+    quieting = asyncio.create_task(_go_quiet(client, admin, sender, quiet, rng))
     try:
         for round_number in range(1, sys.maxsize):
             if round_number > 1:
@@ -150,30 +171,73 @@ async def _drive(client: httpx.AsyncClient, admin: dict[str, str], sender: Sende
                 for agent in agents:
                     agent.heartbeating = False
                     agent.job_id = await _provision(client, admin, agent.id)
+            runs = FIRST_ROUND_RUNS if round_number == 1 else 1
             starts = [index * STAGGER + rng.uniform(0.5, 1.5) for index in range(len(agents))]
             await asyncio.gather(
-                *(_play(sender, agent, rng, start) for agent, start in zip(agents, starts, strict=True))
+                *(
+                    _play_runs(client, admin, sender, agent, rng, start, runs)
+                    for agent, start in zip(agents, starts, strict=True)
+                )
             )
             await asyncio.sleep(BETWEEN_ROUNDS)
     finally:
-        heartbeats.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeats
+        for task in (heartbeats, quieting):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
-async def _play(sender: Sender, agent: DemoAgent, rng: random.Random, start_after: float) -> None:
+async def _play_runs(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    sender: Sender,
+    agent: DemoAgent,
+    rng: random.Random,
+    start_after: float,
+    runs: int,
+) -> None:
+    """``runs`` provisionings back to back; a run that fails ends them (an operator would look first)."""
     await asyncio.sleep(start_after)
+    for run in range(runs):
+        if run:
+            agent.heartbeating = False
+            agent.job_id = await _provision(client, admin, agent.id)
+            await asyncio.sleep(rng.uniform(0.5, 1.5))
+        if not await _play(sender, agent, workflow(agent.job_id, fail_at=agent.fail_at), rng) or agent.fail_at:
+            return
+
+
+async def _go_quiet(
+    client: httpx.AsyncClient, admin: dict[str, str], sender: Sender, agent: DemoAgent, rng: random.Random
+) -> None:
+    """Over and over: the workflow reports up to its stop and then nothing for QUIET_FOR (the hub marks
+    it stalled after STALL_AFTER), then reports the rest and runs for a round's rest."""
+    while True:
+        await asyncio.sleep(rng.uniform(2.0, 4.0))
+        until_stop = workflow(agent.job_id, stop_after=QUIET[1])
+        if await _play(sender, agent, until_stop, rng):
+            agent.heartbeating = False  # a cancelled job sends nothing at all
+            await asyncio.sleep(QUIET_FOR)
+            await _play(sender, agent, workflow(agent.job_id)[len(until_stop) :], rng)
+        await asyncio.sleep(BETWEEN_ROUNDS * 2)
+        agent.heartbeating = False
+        agent.job_id = await _provision(client, admin, agent.id)
+
+
+async def _play(
+    sender: Sender, agent: DemoAgent, callbacks: list[tuple[str, dict[str, Any]]], rng: random.Random
+) -> bool:
+    """Send ``callbacks`` with the demo's pauses; whether the hub accepted them all."""
     # A workflow job heartbeats from its start; the agent goes on heartbeating once it runs.
     agent.heartbeating = True
     try:
-        sent = await send_all(
-            sender, workflow(agent.job_id, fail_at=agent.fail_at), pause=lambda: rng.uniform(*PAUSE), log=_quiet
-        )
+        sent = await send_all(sender, callbacks, pause=lambda: rng.uniform(*PAUSE), log=_quiet)
         ok = sent.accepted
     except httpx.HTTPError as exc:
         log.warning("The demo workflow of %s could not reach the hub: %s", agent.name, exc)
         ok = False
     agent.heartbeating = ok and agent.fail_at is None
+    return ok
 
 
 async def _heartbeats(sender: Sender, agents: list[DemoAgent]) -> None:
@@ -215,8 +279,12 @@ def _banner(base: str, settings: Settings, sandbox_job: str) -> str:
             f"  {base}/#token={token}",
             "",
             f"{len(AGENTS)} agents are provisioning now ({failing} fails at Ansible on purpose); "
-            f"a new round starts about {BETWEEN_ROUNDS:.0f} s after each one ends.",
-            f"Drive the fifth agent, {SANDBOX}, yourself with the workflow kit:",
+            f"a new round starts about {BETWEEN_ROUNDS:.0f} s after each one ends. From the second round"
+            " on, each step shows how long it usually takes.",
+            f"{QUIET[0]}'s workflow goes silent after {QUIET[1]} on purpose: the hub marks it stalled after"
+            f" {STALL_AFTER} s, and it speaks again after about {QUIET_FOR / 60:.0f} min.",
+            f"Drive one more agent, {SANDBOX}, yourself with the workflow kit (it shows stalled until you do;"
+            " add --stop-after vm_created to leave it silent midway):",
             f"  HUB_WEBHOOK_SECRET={settings.webhook_secret} {_this_command()} simulate"
             f" --url {base} --job {sandbox_job}",
             "",

@@ -27,6 +27,9 @@ WEBHOOK_PATH: Final = "/api/webhooks/github"
 # What a workflow reports, in order: started, the four workflow steps, then running with metadata.
 CALLBACKS: Final = ("provisioning", *WORKFLOW_STEPS, "running")
 ONE_OFF: Final = (*CALLBACKS, "heartbeat", "failed")
+# Where a run may stop on purpose, as a workflow that is cancelled or loses its runner does: any
+# callback before running (a run that reported running has finished, it cannot stall midway).
+STOP_POINTS: Final = CALLBACKS[:-1]
 FAILURES: Final[dict[str, str]] = {
     "provisioning": "The cloud API refused to create the VM: instance quota exceeded in eu-west-1.",
     "vm_created": "The VM did not answer on SSH within 120 s after boot.",
@@ -61,11 +64,20 @@ def callback_body(job_id: str, name: str, *, error: str | None = None) -> dict[s
     raise ValueError(f"Unknown callback {name!r}; expected one of {', '.join(ONE_OFF)}.")
 
 
-def workflow(job_id: str, *, fail_at: str | None = None, error: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+def workflow(
+    job_id: str, *, fail_at: str | None = None, error: str | None = None, stop_after: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """Every callback of one run, in order. With ``fail_at``, the callbacks before that one, then a
-    failure reported at it (its step named, so the dashboard shows where it broke)."""
+    failure reported at it (its step named, so the dashboard shows where it broke). With
+    ``stop_after``, the callbacks up to and including that one, and then nothing: the run goes
+    silent the way a cancelled job or a lost runner does, so the hub's stall detection has
+    something to find."""
     if fail_at is not None and fail_at not in CALLBACKS:
         raise ValueError(f"fail_at must be one of {', '.join(CALLBACKS)}; got {fail_at!r}.")
+    if stop_after is not None and stop_after not in STOP_POINTS:
+        raise ValueError(f"stop_after must be one of {', '.join(STOP_POINTS)}; got {stop_after!r}.")
+    if fail_at is not None and stop_after is not None:
+        raise ValueError("A run either fails (fail_at) or stops (stop_after); got both.")
     run: list[tuple[str, dict[str, Any]]] = []
     for name in CALLBACKS:
         if name == fail_at:
@@ -75,6 +87,8 @@ def workflow(job_id: str, *, fail_at: str | None = None, error: str | None = Non
             run.append(("failed", failure))
             break
         run.append((name, callback_body(job_id, name)))
+        if name == stop_after:
+            break
     return run
 
 
@@ -166,11 +180,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--step", choices=ONE_OFF, help="Send only this one callback.")
     which.add_argument("--fail-at", choices=CALLBACKS, help="Run the workflow up to this callback, then fail there.")
+    which.add_argument(
+        "--stop-after",
+        choices=STOP_POINTS,
+        help="Run the workflow up to and including this callback, then send nothing more (no running, no "
+        "heartbeats), as a cancelled job would: the hub marks it stalled after HUB_STALL_AFTER seconds.",
+    )
     parser.add_argument("--error", help="The failure message (with --fail-at or --step failed).")
     parser.add_argument("--delay", type=float, default=1.0, help="Seconds between callbacks (default 1).")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.error is not None and args.stop_after is not None:
+        print("status-hub simulate: --error goes with --fail-at or --step failed, not --stop-after.", file=sys.stderr)
+        return 2
     secret = os.environ.get("HUB_WEBHOOK_SECRET", "")
     if not secret:
         print(
@@ -193,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if args.step is not None:
         callbacks = [(args.step, callback_body(args.job, args.step, error=args.error))]
     else:
-        callbacks = workflow(args.job, fail_at=args.fail_at, error=args.error)
+        callbacks = workflow(args.job, fail_at=args.fail_at, error=args.error, stop_after=args.stop_after)
     try:
         sent = asyncio.run(_simulate(args.url, secret, callbacks, args.delay))
     except httpx.TransportError as exc:
@@ -208,6 +231,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.stop_after is not None:
+        print(
+            f"status-hub simulate: stopped after {args.stop_after} on purpose: this run sends nothing more "
+            "(no running, no heartbeats), so the hub marks it stalled after HUB_STALL_AFTER seconds (300 by "
+            "default) and fails it as lost after HUB_FAIL_AFTER (3600). Send the next callback to resume it.",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -11,7 +11,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 # Route templates (as the router names them) a page on an allowed origin may read.
-CORS_ROUTES: Final = frozenset({"/api/agents", "/api/agents/{agent_id}/instance"})
+CORS_ROUTES: Final = frozenset({"/api/agents", "/api/agents/{agent_id}/instance", "/api/agents/{agent_id}/events"})
 CORS_PREFIXES: Final = ("/static/",)
 ALLOWED_METHODS: Final = "GET, HEAD"
 ALLOWED_HEADERS: Final = "Authorization, If-None-Match"

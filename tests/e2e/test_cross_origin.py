@@ -102,6 +102,32 @@ async def test_an_allowed_origin_shows_live_steps_and_falls_back_to_polling(
         await expect(page.locator("#states")).to_have_text("completed,completed,completed,active,pending")
 
 
+async def test_an_allowed_origin_reads_an_agents_history(
+    page: Page, embedded_hub: tuple[str, Api], allowed_port: int
+) -> None:
+    hub_url, api = embedded_hub
+    agent_id, job_id = await api.new_job("acme")
+    await api.callback({"job_id": job_id, "status": "provisioning"})
+    reply = await api.callback({"job_id": job_id, "status": "provisioning", "step": "vm_created"})
+    async with main_application(hub_url, allowed_port) as app_url:
+        await page.goto(f"{app_url}/#token={token_for('acme')}")
+        await expect(page.locator("#version")).to_have_text(f"v{reply.json()['version']}", timeout=LIVE_MS)
+        page_of_history = await page.evaluate(
+            """async ([hub, token, agentId]) => {
+                const { StatusHubClient } = await import(`${hub}/static/statushub.js`);
+                const client = new StatusHubClient({ baseUrl: hub, token });
+                try {
+                    return await client.listEvents(agentId, { limit: 1 });
+                } finally {
+                    client.close();
+                }
+            }""",
+            [hub_url, token_for("acme"), agent_id],
+        )
+    assert [event["step"] for event in page_of_history["events"]] == ["vm_created"]
+    assert page_of_history["next"] is not None
+
+
 async def test_an_origin_that_is_not_allowed_gets_nothing(browser: Browser, embedded_hub: tuple[str, Api]) -> None:
     hub_url, api = embedded_hub
     await api.new_job("acme")

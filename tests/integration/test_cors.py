@@ -19,7 +19,10 @@ def preflight(origin: str, method: str = "GET") -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("path", ["/api/agents", "/api/agents/{agent_id}/instance", "/static/statushub.js"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/agents", "/api/agents/{agent_id}/instance", "/api/agents/{agent_id}/events", "/static/statushub.js"],
+)
 async def test_reads_answer_preflights_and_carry_the_origin(api: Api, path: str) -> None:
     agent_id, _ = await api.new_job()
     url = path.format(agent_id=agent_id)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
 
+from hub.cli.commands import main
 from hub.cli.simulate import Sender, callback_body, workflow
 from hub.domain.signatures import standard_webhook, verify_standard
 
@@ -102,3 +104,57 @@ async def test_the_last_answer_is_returned_when_retries_run_out() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
         response = await Sender(client, SECRET, attempts=3, backoff=0.0, log=lambda _: None).send({"job_id": "j"})
     assert response.status_code == 502 and len(seen) == 3
+
+
+@pytest.mark.parametrize(
+    ("stop_after", "names"),
+    [
+        ("provisioning", ["provisioning"]),
+        ("vm_created", ["provisioning", "vm_created"]),
+        (
+            "ansible_complete",
+            ["provisioning", "vm_created", "network_configured", "ansible_started", "ansible_complete"],
+        ),
+    ],
+    ids=["at-start", "after-vm", "before-running"],
+)
+def test_a_stopped_workflow_sends_up_to_its_stop_and_never_runs(stop_after: str, names: list[str]) -> None:
+    run = workflow("job-1", stop_after=stop_after)
+    assert [name for name, _ in run] == names
+    assert all(body.get("status") == "provisioning" and "type" not in body for _, body in run)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({"stop_after": "running"}, "stop_after must be one of provisioning, vm_created"),
+        ({"stop_after": "vm_destroyed"}, "stop_after must be one of"),
+        ({"stop_after": "vm_created", "fail_at": "ansible_started"}, "either fails (fail_at) or stops"),
+    ],
+    ids=["running-is-no-stop", "unknown-step", "with-fail-at"],
+)
+def test_a_stop_that_cannot_happen_is_refused(arguments: dict[str, str], says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        workflow("job-1", **arguments)
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--stop-after", "running"], "argument --stop-after: invalid choice: 'running'"),
+        (["--stop-after", "vm_created", "--fail-at", "ansible_started"], "not allowed with argument --stop-after"),
+        (["--stop-after", "vm_created", "--error", "boom"], "--error goes with --fail-at or --step failed"),
+    ],
+    ids=["running", "with-fail-at", "with-error"],
+)
+def test_the_command_names_the_option_it_refuses(
+    extra: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused before anything is read from the environment or sent.
+    argv = ["simulate", "--url", "http://127.0.0.1:9", "--job", "job-1", *extra]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code  # argparse's own refusals
+    assert code == 2
+    assert says in capsys.readouterr().err

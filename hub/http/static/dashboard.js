@@ -1,6 +1,8 @@
 // The hub's own dashboard: the token owner's agents, each with its five provisioning steps, kept
 // live by StatusHubClient. Everything from the server is inserted as text, never as HTML.
 import { AuthError, StatusHubClient } from "./statushub.js";
+import { parseTime, silenceText, stepTiming } from "./durations.js";
+import { TimelineDialog } from "./timeline.js";
 
 const TOKEN_KEY = "status-hub.token";
 const COOKIE_NAME = "status_hub_token";
@@ -29,9 +31,15 @@ const CONNECTION_TEXT = {
   offline: ["Offline", "Not receiving updates."],
 };
 
+const STALL_HINT = {
+  running: "The agent may be down or cut off from the hub.",
+  other: "The workflow may have been cancelled, timed out or lost its runner.",
+};
+
 const $ = (selector, root = document) => root.querySelector(selector);
-const cards = new Map(); // agentId -> {element, version, heartbeatAt}
+const cards = new Map(); // agentId -> {element, version, heartbeatAt, steps, stalledSince}
 let client = null;
+let timeline = null;
 
 main();
 
@@ -53,8 +61,12 @@ async function main() {
     onConnection: (state) => showConnection(state),
     onError: (error) => handleError(error),
   });
+  timeline = new TimelineDialog($("#timeline"), client, (error) =>
+    handleError({ agentId: null, code: 4401, message: error.message }),
+  );
   await loadAgents();
-  window.setInterval(refreshHeartbeats, 1000);
+  // One timer for every card: heartbeats, the active steps' elapsed times and stalled notices.
+  window.setInterval(tick, 1000);
 }
 
 // The token comes from the fragment (never sent to any server, unlike a query) or a cookie the
@@ -119,7 +131,10 @@ function createCard(agent) {
   $(".agent-name", element).textContent = agent.name;
   $(".agent-id", element).textContent = agent.id;
   element.setAttribute("aria-labelledby", nameId);
-  cards.set(agent.id, { element, version: 0, heartbeatAt: null });
+  const open = $(".timeline-open", element);
+  open.setAttribute("aria-label", `Timeline of ${agent.name}`);
+  open.addEventListener("click", () => timeline.open(agent.id, agent.name, open));
+  cards.set(agent.id, { element, version: 0, heartbeatAt: null, steps: [], status: null, stalledSince: null });
   renderSteps(element, UI_STEPS.map(([key, label]) => ({ key, label, state: "pending" })), null);
   $(".pill", element).textContent = STATUS_TEXT.none;
   $(".summary-text", element).textContent = "Waiting for the first provisioning.";
@@ -130,18 +145,80 @@ function renderStatus(status) {
   const card = cards.get(status.agentId);
   // The client already drops stale versions; the list refresh can still bring an older one.
   if (!card || status.version <= card.version) return;
+  const firstRender = card.version === 0;
+  const before = card.status;
   card.version = status.version;
-  card.heartbeatAt = status.lastHeartbeatAt ? Date.parse(status.lastHeartbeatAt) : null;
+  card.heartbeatAt = status.lastHeartbeatAt ? parseTime(status.lastHeartbeatAt) : null;
+  card.steps = status.steps;
+  card.status = status.status;
   const { element } = card;
   element.dataset.status = status.status;
   setText($(".pill", element), STATUS_TEXT[status.status] ?? status.status);
   renderSummary(element, status);
   renderSteps(element, status.steps, status.error);
   renderMeta(element, status.metadata || {});
+  renderStall(card, parseTime(status.stalledSince), before, firstRender);
   $(".version", element).textContent = `v${status.version}`;
   $(".version", element).title = `Status version ${status.version}, updated ${status.updatedAt}`;
+  const now = Date.now();
   refreshHeartbeat(card);
+  refreshTimes(card, now);
+  refreshStall(card, now);
   refreshOverview();
+}
+
+function tick() {
+  const now = Date.now();
+  for (const card of cards.values()) {
+    refreshHeartbeat(card);
+    refreshTimes(card, now);
+    refreshStall(card, now);
+  }
+}
+
+// The notice itself ticks, so it is no live region (a screen reader would read it every second);
+// a separate polite region says once that the workflow went quiet, and once that it spoke again.
+function renderStall(card, stalledSince, before, firstRender) {
+  const was = card.stalledSince;
+  card.stalledSince = stalledSince;
+  const { element } = card;
+  const notice = $(".stall", element);
+  notice.hidden = stalledSince === null;
+  element.toggleAttribute("data-stalled", stalledSince !== null);
+  setText($(".stall-hint", notice), card.status === "running" ? STALL_HINT.running : STALL_HINT.other);
+  const announce = $(".announce", element);
+  if (stalledSince !== null && (was === null || firstRender)) {
+    const since = new Date(stalledSince).toLocaleTimeString();
+    const who = card.status === "running" ? "No heartbeat from the agent" : "No word from the workflow";
+    setText(announce, `Stalled: ${who.toLowerCase()} since ${since}.`);
+  } else if (stalledSince === null && was !== null) {
+    // Said of what was silent: a workflow that resumes by reporting running was a workflow.
+    setText(announce, before === "running" ? "The agent is heartbeating again." : "The workflow is reporting again.");
+  }
+}
+
+function refreshStall(card, now) {
+  if (card.stalledSince === null) return;
+  const text = $(".stall-text", card.element);
+  setText(text, silenceText(card.status, card.stalledSince, now));
+  text.title = `Last word ${new Date(card.stalledSince).toLocaleString()}`;
+}
+
+function refreshTimes(card, now) {
+  const items = $(".track", card.element).children;
+  card.steps.forEach((step, index) => {
+    const item = items[index];
+    if (!item) return;
+    const timing = stepTiming(card.steps, index, now);
+    const time = $(".step-time", item);
+    time.hidden = timing === null;
+    setText(time, timing ? timing.text : "");
+    if (timing) time.title = timing.title;
+    else time.removeAttribute("title");
+    const slow = Boolean(timing?.slow);
+    $(".step-slow", item).hidden = !slow;
+    item.toggleAttribute("data-slow", slow);
+  });
 }
 
 function renderSummary(element, status) {
@@ -202,11 +279,16 @@ function createStepItem(key) {
   marker.setAttribute("aria-hidden", "true");
   const body = document.createElement("div");
   body.className = "step-body";
-  for (const [tag, name] of [["span", "step-label"], ["span", "step-state"], ["p", "step-error"]]) {
+  const parts = [["span", "step-label"], ["span", "step-state"], ["span", "step-time"], ["span", "step-slow"], ["p", "step-error"]];
+  for (const [tag, name] of parts) {
     const part = document.createElement(tag);
     part.className = name;
     body.append(part);
   }
+  $(".step-time", body).hidden = true;
+  const slow = $(".step-slow", body);
+  slow.textContent = "slower than usual";
+  slow.hidden = true;
   item.append(marker, body);
   return item;
 }
@@ -233,10 +315,6 @@ function renderMeta(element, metadata) {
       return row;
     }),
   );
-}
-
-function refreshHeartbeats() {
-  for (const card of cards.values()) refreshHeartbeat(card);
 }
 
 function refreshHeartbeat(card) {
@@ -319,6 +397,8 @@ function refreshOverview() {
   if (counts.running) parts.push(`${counts.running} running`);
   if (inProgress) parts.push(`${inProgress} provisioning`);
   if (counts.failed) parts.push(`${counts.failed} failed`);
+  const stalled = [...cards.values()].filter((card) => card.stalledSince !== null).length;
+  if (stalled) parts.push(`${stalled} stalled`);
   const owner = $("#owner");
   owner.textContent = [owner.dataset.owner, parts.join(" · ")].filter(Boolean).join(" — ");
   owner.hidden = false;

@@ -4,6 +4,7 @@
 //   const hub = new StatusHubClient({ token, onStatus: (s) => render(s), onConnection: (c) => badge(c) });
 //   const agents = await hub.listAgents();   // [{id, name, status}], status may be null
 //   hub.watch(agents.map((a) => a.id));
+//   const { events, next } = await hub.listEvents(agents[0].id);   // its history, newest first
 //
 // Every status carries a per-agent `version`; the client hands on only versions newer than the
 // last one it delivered, whichever path (socket, poll, list) brought them.
@@ -74,6 +75,21 @@ export class StatusHubClient {
     const agents = await response.json();
     for (const agent of agents) if (agent.status) this.#newer(agent.status);
     return agents;
+  }
+
+  /**
+   * One page of an agent's history, newest first: `{events, next}`. Pass `next` back as `before`
+   * for the page of older events; it is null on the oldest page. `limit` is 1 to 200 (the hub's
+   * default: 50).
+   */
+  async listEvents(agentId, { limit, before } = {}) {
+    const query = new URLSearchParams();
+    if (limit !== undefined) query.set("limit", String(limit));
+    if (before !== undefined && before !== null) query.set("before", String(before));
+    const suffix = query.toString() ? `?${query}` : "";
+    const response = await this.#get(`/api/agents/${encodeURIComponent(agentId)}/events${suffix}`);
+    if (!response.ok) throw await this.#httpError(response, "Reading the agent's history");
+    return response.json();
   }
 
   /** Start receiving the statuses of these agents (opens the socket on first use). */

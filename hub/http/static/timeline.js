@@ -1,0 +1,149 @@
+// An agent's timeline: its history from GET /api/agents/{id}/events in a modal dialog, newest first,
+// a page at a time. Everything from the server is inserted as text, never as HTML.
+import { AuthError } from "./statushub.js";
+import { parseTime } from "./durations.js";
+
+const PAGE_SIZE = 25;
+const KIND_TEXT = {
+  status: "Callback",
+  stalled: "Stalled",
+  resumed: "Resumed",
+  timed_out: "Timed out",
+};
+
+export class TimelineDialog {
+  /**
+   * @param {HTMLDialogElement} dialog the #timeline dialog of index.html
+   * @param {import("./statushub.js").StatusHubClient} client
+   * @param {(error: Error) => void} onAuthError a refused token: the page says so and stops
+   */
+  constructor(dialog, client, onAuthError) {
+    this.dialog = dialog;
+    this.client = client;
+    this.onAuthError = onAuthError;
+    this.agentId = null;
+    this.next = null;
+    this.opener = null;
+    // Each open (and each page asked for) gets a number: an answer for an older one is dropped,
+    // so a slow page of one agent never lands in the list of the next agent opened.
+    this.request = 0;
+    this.list = dialog.querySelector(".events");
+    this.state = dialog.querySelector(".timeline-state");
+    this.older = dialog.querySelector(".timeline-older");
+    dialog.querySelector(".timeline-close").addEventListener("click", () => dialog.close());
+    this.older.addEventListener("click", () => this.#load());
+    dialog.addEventListener("close", () => {
+      this.request += 1;
+      this.agentId = null;
+      this.opener?.focus();
+      this.opener = null;
+    });
+    // A click on the backdrop (the dialog element itself, outside its content) closes it.
+    dialog.addEventListener("click", (event) => {
+      if (event.target === dialog) dialog.close();
+    });
+  }
+
+  /** Show the timeline of one agent, from its newest event. */
+  open(agentId, agentName, opener) {
+    this.agentId = agentId;
+    this.next = null;
+    this.opener = opener;
+    this.dialog.querySelector(".timeline-agent").textContent = agentName;
+    this.dialog.dataset.agentId = agentId;
+    this.list.replaceChildren();
+    this.older.hidden = true;
+    if (!this.dialog.open) this.dialog.showModal();
+    this.#load();
+  }
+
+  async #load() {
+    const request = ++this.request;
+    const agentId = this.agentId;
+    const before = this.next;
+    this.older.disabled = true;
+    this.#say(before === null ? "Loading the timeline…" : "Loading older events…");
+    let page;
+    try {
+      page = await this.client.listEvents(agentId, { limit: PAGE_SIZE, before });
+    } catch (error) {
+      if (request !== this.request) return;
+      if (error instanceof AuthError) {
+        this.dialog.close();
+        this.onAuthError(error);
+        return;
+      }
+      this.older.disabled = false;
+      this.older.hidden = before === null;
+      this.#say(`${error.message}`, true);
+      return;
+    }
+    if (request !== this.request) return;
+    this.list.append(...page.events.map(eventItem));
+    this.next = page.next ?? null;
+    this.older.hidden = this.next === null;
+    this.older.disabled = false;
+    const count = this.list.children.length;
+    if (count === 0) this.#say("No events yet: nothing has been reported for this agent.");
+    else this.#say(`${count} ${count === 1 ? "event" : "events"}, newest first${this.next === null ? "; that is all of them." : "."}`);
+  }
+
+  #say(text, isError = false) {
+    this.state.textContent = text;
+    if (isError) this.state.dataset.error = "true";
+    else delete this.state.dataset.error;
+  }
+}
+
+function eventItem(event) {
+  const item = document.createElement("li");
+  item.className = "event";
+  item.dataset.kind = event.kind;
+  item.dataset.applied = String(Boolean(event.applied));
+  item.dataset.eventId = event.id;
+
+  const at = document.createElement("time");
+  at.className = "event-time";
+  const ms = parseTime(event.at);
+  at.dateTime = event.at;
+  if (ms !== null) {
+    const date = new Date(ms);
+    const today = date.toDateString() === new Date().toDateString();
+    at.textContent = today ? date.toLocaleTimeString() : date.toLocaleString();
+    at.title = date.toLocaleString();
+  } else {
+    at.textContent = event.at;
+  }
+
+  const body = document.createElement("div");
+  body.className = "event-body";
+  const title = document.createElement("p");
+  title.className = "event-title";
+  const kind = document.createElement("span");
+  kind.className = "event-kind";
+  kind.textContent = KIND_TEXT[event.kind] ?? event.kind;
+  title.append(kind);
+  for (const [name, value] of [["event-status", event.status], ["event-step", event.step]]) {
+    if (!value) continue;
+    const part = document.createElement(name === "event-step" ? "code" : "span");
+    part.className = name;
+    part.textContent = value;
+    title.append(" ", part);
+  }
+  body.append(title);
+  if (event.error) {
+    const error = document.createElement("p");
+    error.className = "event-error";
+    error.textContent = event.error;
+    body.append(error);
+  }
+  const meta = document.createElement("p");
+  meta.className = "event-meta";
+  const parts = [event.applied ? "applied" : "not applied (no change)", `v${event.version}`];
+  if (event.deliveryId) parts.push(`delivery ${event.deliveryId}`);
+  meta.textContent = parts.join(" · ");
+  body.append(meta);
+
+  item.append(at, body);
+  return item;
+}

@@ -1,0 +1,398 @@
+"""The timeline on the dashboard, in Chromium against a real hub whose stall limits are seconds, not
+minutes: step durations, the active step's ticking clock and usual time, a stalled agent shown and
+cleared live, the history dialog; and `status-hub simulate --stop-after` leading to a stall."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Locator, Page, expect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.app import create_app
+from hub.settings import Settings
+from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.test_dashboard import WORKFLOW, badge, card, expect_states, open_dashboard
+from tests.e2e.test_workflow_kit import CLI_TIMEOUT, kit_environment, run_cli
+from tests.support.api import Api, token_for
+from tests.support.server import serve_app
+from tests.support.ws import next_status, open_socket
+
+pytestmark = pytest.mark.e2e
+
+LIVE_MS = 10_000
+# A silence of 2 s is a stall; the hub's sweeper finds it within a second more. The rest is margin
+# for a busy machine.
+STALL_AFTER = 2
+STALL_MS = 15_000
+TICK_MS = 5_000  # the page's clock ticks every second
+# The owner's median of a step needs this many provisionings that completed it.
+SAMPLES = 5
+DURATION = r"(under 1 s|\d+ s|\d+ min( \d+ s)?)"
+WORKFLOW_KEYS = ("queued", "creating_server", "installing_dependencies", "configuring_agent", "running")
+DEMO_SECONDS = 120  # the demo's own pace: a minute for both, and a wide margin on top
+
+
+@pytest.fixture(scope="module")
+async def quick_hub(settings: Settings) -> AsyncIterator[str]:
+    """The hub under test with stall limits of seconds; one per module, so no other test's agents stall."""
+    quick = dataclasses.replace(settings, stall_after=STALL_AFTER, heartbeat_timeout=STALL_AFTER, fail_after=3600)
+    async with serve_app(create_app(quick)) as url:
+        yield url
+
+
+@pytest.fixture
+async def api(quick_hub: str, clean_db: AsyncEngine) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(base_url=quick_hub, timeout=10.0) as client:
+        yield Api(client)
+
+
+def step(page: Page, agent_id: str, key: str) -> Locator:
+    return card(page, agent_id).locator(f'[data-step="{key}"]')
+
+
+async def send(api: Api, job_id: str, *bodies: dict[str, Any]) -> int:
+    """Send callbacks in order; the version the last one produced."""
+    version = 0
+    for body in bodies:
+        reply = await api.callback({"job_id": job_id, **body})
+        assert reply.status_code == 200, reply.text
+        version = reply.json()["version"]
+    return version
+
+
+async def completed_runs(api: Api, owner: str, count: int) -> list[str]:
+    """``count`` agents of ``owner`` provisioned all the way to running: the history the owner's
+    usual step times come from."""
+    agent_ids = []
+    for index in range(count):
+        agent = await api.create_agent(owner, name=f"done-{index}")
+        job_id = (await api.provision(agent["id"]))["jobId"]
+        await send(api, job_id, *(body for body, _ in WORKFLOW))
+        agent_ids.append(agent["id"])
+    return agent_ids
+
+
+async def test_completed_steps_show_their_durations_and_the_active_step_ticks(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    await send(api, job_id, *(body for body, _ in WORKFLOW[:4]))  # provisioning .. ansible_started
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect_states(page, agent_id, WORKFLOW[3][1], LIVE_MS)
+
+    for key in ("queued", "creating_server", "installing_dependencies"):
+        took = step(page, agent_id, key).locator(".step-time")
+        await expect(took).to_be_visible()
+        await expect(took).to_have_text(re.compile(f"^{DURATION}$"))
+        await expect(took).to_have_attribute("title", re.compile(r"^Took "))
+    # The active step counts up from when it started (no usual time yet: the owner has no history).
+    clock = step(page, agent_id, "configuring_agent").locator(".step-time")
+    await expect(clock).to_have_text(re.compile(f"^{DURATION}$"))
+    await expect(clock).to_have_text(re.compile(r"^[1-9]\d* s$"), timeout=TICK_MS)
+    shown = await clock.text_content()
+    await expect(clock).not_to_have_text(shown or "", timeout=TICK_MS)
+    for key in ("running",):
+        await expect(step(page, agent_id, key).locator(".step-time")).to_be_hidden()
+
+    # Straight to running from Ansible: the step the workflow never reported is shown skipped.
+    await send(api, job_id, {"status": "running", "metadata": {"ip_address": "10.0.0.9"}})
+    await expect_states(page, agent_id, ("completed",) * 5, LIVE_MS)
+    await expect(step(page, agent_id, "running").locator(".step-time")).to_have_text("skipped", timeout=LIVE_MS)
+    await expect(step(page, agent_id, "configuring_agent").locator(".step-time")).to_have_text(
+        re.compile(f"^{DURATION}$")
+    )
+
+
+async def test_the_usual_time_shows_after_five_provisionings_and_a_slow_step_says_so(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    await completed_runs(api, owner, SAMPLES)
+    agent_id, job_id = await api.new_job(owner)
+    await send(api, job_id, *(body for body, _ in WORKFLOW[:2]))  # provisioning, vm_created
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect_states(page, agent_id, WORKFLOW[1][1], LIVE_MS)
+
+    # The history's steps each took milliseconds, so a second of this one is slower than usual.
+    active = step(page, agent_id, "installing_dependencies")
+    await expect(active.locator(".step-time")).to_have_text(
+        re.compile(f"^{DURATION}, usually (under 1 s|about {DURATION})$")
+    )
+    await expect(active.locator(".step-slow")).to_have_text("slower than usual")
+    await expect(active.locator(".step-slow")).to_be_visible()
+    await expect(active).to_have_attribute("data-slow", "")
+    await expect(step(page, agent_id, "creating_server").locator(".step-time")).to_have_attribute(
+        "title", re.compile(r"^Took .*\(usually ")
+    )
+    # Pending steps say nothing about time, and nothing there is slow.
+    await expect(step(page, agent_id, "configuring_agent").locator(".step-time")).to_be_hidden()
+    await expect(step(page, agent_id, "configuring_agent").locator(".step-slow")).to_be_hidden()
+
+
+def active(started: float | None, expected: float | None) -> dict[str, Any]:
+    return {"state": "active", "startedAgo": started, "completedAgo": None, "expectedSeconds": expected}
+
+
+def ended(state: str, started: float | None, completed: float | None, expected: float | None = 10) -> dict[str, Any]:
+    return {"state": state, "startedAgo": started, "completedAgo": completed, "expectedSeconds": expected}
+
+
+# (function of durations.js, its arguments, what it says). For stepTiming, a step given by how many
+# seconds ago it started and completed, after a completed step that ended "previousEndedAgo" (null:
+# none), answered as "text|slow"; for silenceText, seconds of silence.
+WORDING: list[tuple[str, list[Any], str]] = [
+    ("formatDuration", [0], "0 s"),
+    ("formatDuration", [59.9], "59 s"),
+    ("formatDuration", [130], "2 min 10 s"),
+    ("formatDuration", [120], "2 min"),
+    ("formatDuration", [3900], "1 h 5 min"),
+    ("formatUsual", [0.2], "usually under 1 s"),
+    ("formatUsual", [100], "usually about 1 min 40 s"),
+    ("formatUsual", [97], "usually about 1 min 40 s"),
+    ("formatUsual", [44.6], "usually about 45 s"),
+    ("formatUsual", [1000], "usually about 17 min"),
+    ("stepTiming", [active(130, 100), None], "2 min 10 s, usually about 1 min 40 s|"),
+    ("stepTiming", [active(151, 100), None], "2 min 31 s, usually about 1 min 40 s|slow"),
+    ("stepTiming", [active(151, None), None], "2 min 31 s|"),
+    ("stepTiming", [active(None, None), 42], "42 s|"),
+    ("stepTiming", [active(None, None), None], "null"),
+    ("stepTiming", [active(-5, None), None], "0 s|"),
+    ("stepTiming", [ended("completed", 100, 0), None], "1 min 40 s|"),
+    ("stepTiming", [ended("completed", 9, 9), None], "skipped|"),
+    ("stepTiming", [ended("completed", 9, 8.6), None], "under 1 s|"),
+    ("stepTiming", [ended("error", 75, 0), None], "failed after 1 min 15 s|"),
+    ("stepTiming", [ended("error", 3, 3), None], "null"),
+    ("stepTiming", [ended("pending", None, None), None], "null"),
+    ("silenceText", ["provisioning", 372], "No word from the workflow for 6 min 12 s."),
+    ("silenceText", ["pending", 59], "No word from the workflow for 59 s."),
+    ("silenceText", ["running", 45], "No heartbeat from the agent for 45 s."),
+    ("parseTime", ["2026-12-02T06:01:02.123456Z"], "1796191262123"),
+    ("parseTime", ["not a time"], "null"),
+]
+
+
+@pytest.mark.parametrize(
+    ("function", "arguments", "expected"), WORDING, ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(WORDING)]
+)
+async def test_the_wording_of_durations(
+    page: Page, quick_hub: str, function: str, arguments: list[Any], expected: str
+) -> None:
+    """durations.js on its own, in the browser that runs it, under the page's own CSP."""
+    await page.goto(quick_hub)
+    said = await page.evaluate(
+        """async ([name, args]) => {
+            const durations = await import("/static/durations.js");
+            const now = Date.parse("2026-12-02T06:00:00Z");
+            const ago = (seconds) => (seconds === null ? null : new Date(now - seconds * 1000).toISOString());
+            if (name === "stepTiming") {
+                const [step, previousEndedAgo] = args;
+                const steps = [
+                    { state: "completed", completedAt: ago(previousEndedAgo) },
+                    { state: step.state, startedAt: ago(step.startedAgo), completedAt: ago(step.completedAgo),
+                      expectedSeconds: step.expectedSeconds },
+                ];
+                const found = durations.stepTiming(steps, 1, now);
+                return found === null ? "null" : `${found.text}|${found.slow ? "slow" : ""}`;
+            }
+            if (name === "silenceText") return durations.silenceText(args[0], now - args[1] * 1000, now);
+            return String(durations[name](...args));
+        }""",
+        [function, arguments],
+    )
+    assert said == expected
+
+
+async def test_a_silent_workflow_shows_stalled_live_and_a_callback_clears_it(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    await send(api, job_id, *(body for body, _ in WORKFLOW[:2]))  # then nothing
+
+    agent = card(page, agent_id)
+    notice = agent.locator(".stall")
+    await expect(notice).to_be_visible(timeout=STALL_MS)
+    await expect(agent).to_have_attribute("data-stalled", "")
+    await expect(notice).to_contain_text("Stalled")
+    silence = notice.locator(".stall-text")
+    await expect(silence).to_have_text(re.compile(r"^No word from the workflow for \d+ s\.$"))
+    shown = await silence.text_content()
+    await expect(silence).not_to_have_text(shown or "", timeout=TICK_MS)  # it ticks
+    await expect(agent.locator(".announce")).to_contain_text("Stalled: no word from the workflow since")
+    await expect_states(page, agent_id, WORKFLOW[1][1], LIVE_MS)  # still where it stopped
+
+    # The workflow speaks again (and finishes: a running agent that never heartbeated cannot stall).
+    version = await send(api, job_id, {"status": "running", "metadata": {"ip_address": "10.0.0.7"}})
+    await expect(agent.locator(".version")).to_have_text(f"v{version}", timeout=LIVE_MS)
+    await expect(notice).to_be_hidden()
+    await expect(agent).not_to_have_attribute("data-stalled", "")
+    await expect(agent.locator(".announce")).to_have_text("The workflow is reporting again.")
+
+    # A running agent whose heartbeats stop is stalled too, and the next heartbeat clears it.
+    await api.heartbeat(job_id)
+    await expect(notice).to_be_visible(timeout=STALL_MS)
+    await expect(silence).to_have_text(re.compile(r"^No heartbeat from the agent for \d+ s\.$"))
+    await expect(agent.locator(".stall-hint")).to_contain_text("agent may be down")
+    # Cleared until the next silence, 2 s later: the page must show the heartbeat's version unstalled.
+    await api.heartbeat(job_id)
+    await expect(notice).to_be_hidden(timeout=LIVE_MS)
+
+
+async def test_the_timeline_opens_and_pages_through_the_agents_events(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    agent = await api.create_agent(owner, name="timeline-agent")
+    agent_id = agent["id"]
+    token = token_for(owner)
+    await open_dashboard(page, quick_hub, token)
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    # The first run goes quiet after vm_created until the page shows it stalled, then finishes.
+    job_id = (await api.provision(agent_id))["jobId"]
+    await send(api, job_id, *(body for body, _ in WORKFLOW[:2]))
+    await expect(card(page, agent_id).locator(".stall")).to_be_visible(timeout=STALL_MS)
+    await send(api, job_id, *(body for body, _ in WORKFLOW[2:]))
+    # Four more whole runs: more events than the dialog's first page holds.
+    for _ in range(4):
+        job_id = (await api.provision(agent_id))["jobId"]
+        await send(api, job_id, *(body for body, _ in WORKFLOW))
+    await expect_states(page, agent_id, ("completed",) * 5, LIVE_MS)
+    await expect(card(page, agent_id).locator(".stall")).to_be_hidden()
+
+    # What the hub holds, newest first, every page of it.
+    expected: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        reply = await api.client.get(
+            f"/api/agents/{agent_id}/events",
+            params={"limit": 200, **({"before": cursor} if cursor else {})},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert reply.status_code == 200, reply.text
+        expected += reply.json()["events"]
+        if (cursor := reply.json()["next"]) is None:
+            break
+    assert len(expected) > 25, f"Expected more events than one page of the dialog; got {len(expected)}."
+
+    opener = card(page, agent_id).get_by_role("button", name="Timeline of timeline-agent")
+    await opener.click()
+    dialog = page.get_by_role("dialog", name="Timeline")
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("timeline-agent")
+    events = dialog.locator("li.event")
+    older = dialog.get_by_role("button", name="Load older events")
+    await expect(events).to_have_count(25, timeout=LIVE_MS)
+    await expect(events.first).to_have_attribute("data-event-id", expected[0]["id"])
+    await expect(older).to_be_visible()
+    while await older.is_visible():
+        shown = await events.count()
+        await older.click()
+        await expect(events).not_to_have_count(shown, timeout=LIVE_MS)
+    await expect(events).to_have_count(len(expected))
+    assert [await item.get_attribute("data-event-id") for item in await events.all()] == [e["id"] for e in expected]
+    await expect(dialog.locator('li.event[data-kind="stalled"]')).to_have_count(1)
+    await expect(dialog.locator('li.event[data-kind="stalled"] .event-kind')).to_have_text("Stalled")
+    await expect(dialog.locator('li.event[data-kind="resumed"]')).to_have_count(1)
+    newest = events.first
+    await expect(newest.locator(".event-kind")).to_have_text("Callback")
+    await expect(newest.locator(".event-status")).to_have_text("running")
+    await expect(newest.locator(".event-meta")).to_contain_text(f"applied · v{expected[0]['version']}")
+    await expect(dialog.locator(".timeline-state")).to_contain_text("that is all of them")
+
+    # Escape closes it and gives the focus back to the card's button.
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(opener).to_be_focused()
+
+
+async def test_simulate_stop_after_leaves_the_agent_stalled(api: Api, quick_hub: str, owner: str) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    async with open_socket(quick_hub, f"/api/agents/{agent_id}/instance/ws", owner=owner) as ws:
+        assert (await next_status(ws))["version"] == 1
+        code, out, err = await run_cli(
+            "simulate", "--url", quick_hub, "--job", job_id, "--stop-after", "vm_created", "--delay", "0",
+            env=kit_environment(),
+        )  # fmt: skip
+        assert code == 0, err
+        assert [line.split()[0] for line in out.splitlines()] == ["provisioning", "vm_created"]
+        assert "stopped after vm_created on purpose" in err
+        # Statuses until the hub says the workflow went quiet after vm_created (the queued agent may be
+        # stalled already while the command starts: 2 s is short); nothing later ever arrives.
+        async with asyncio.timeout(STALL_MS / 1000):
+            while True:
+                status = await next_status(ws, timeout=STALL_MS / 1000)
+                assert status["currentStep"] in (None, "vm_created"), json.dumps(status)
+                if status["currentStep"] == "vm_created" and status["stalledSince"] is not None:
+                    break
+    assert (status["status"], status["currentStep"]) == ("provisioning", "vm_created")
+    assert [s["state"] for s in status["steps"]] == list(WORKFLOW[1][1])
+
+
+async def test_screenshot_of_durations_and_a_stalled_agent(page: Page, api: Api, quick_hub: str, owner: str) -> None:
+    """Not an assertion on pixels: a picture for people to look at (git-ignored)."""
+    done = await completed_runs(api, owner, SAMPLES)
+    agents: dict[str, tuple[str, str]] = {}
+    for name in ("configuring-agent", "stalled-workflow"):
+        agent = await api.create_agent(owner, name=name)
+        agents[name] = (agent["id"], (await api.provision(agent["id"]))["jobId"])
+    await send(api, agents["stalled-workflow"][1], *(body for body, _ in WORKFLOW[:2]))
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect(card(page, agents["stalled-workflow"][0]).locator(".stall")).to_be_visible(timeout=STALL_MS)
+    await send(api, agents["configuring-agent"][1], *(body for body, _ in WORKFLOW[:4]))
+    await expect(step(page, agents["configuring-agent"][0], "configuring_agent").locator(".step-slow")).to_be_visible(
+        timeout=LIVE_MS
+    )
+    await expect(step(page, done[0], "running").locator(".step-time")).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "timeline.png", full_page=True, animations="disabled")
+    assert (ARTIFACTS / "timeline.png").stat().st_size > 10_000
+
+
+@pytest.mark.timeout(DEMO_SECONDS + 60)
+async def test_the_demo_shows_a_stalled_agent_and_usual_step_times(tmp_path: Path) -> None:
+    """`status-hub demo` after its first runs: one agent stalled, and steps with the owner's usual time."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "demo", "--port", "0",
+        env=kit_environment(None), cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(CLI_TIMEOUT):
+            while not (found := re.search(r"(http://127\.0\.0\.1:\d+)/#token=(\S+)", "".join(output))):
+                line = await process.stdout.readline()
+                assert line, f"The demo ended before printing its dashboard URL:\n{''.join(output)}"
+                output.append(line.decode())
+        base, token = found[1], found[2]
+        async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+            agents = (await client.get("/api/agents", headers={"Authorization": f"Bearer {token}"})).json()
+        quiet = next(agent["id"] for agent in agents if agent["name"] == "gpu-worker")
+        quiet_stalled = False
+        usual: set[str] = set()  # the steps shown with a usual time
+        auth = {"Authorization": f"Bearer {token}"}
+        async with open_socket(base, "/api/ws", owner=None, headers=auth) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent["id"] for agent in agents]}))
+            # The quiet agent stops after about 10 s and is stalled 20 s later; the usual times need
+            # five runs of a step, which the first round's back-to-back runs give within about a minute.
+            async with asyncio.timeout(DEMO_SECONDS):
+                while not (quiet_stalled and len(usual) == len(WORKFLOW_KEYS)):
+                    status = await next_status(ws, timeout=DEMO_SECONDS)
+                    if status["agentId"] == quiet and status["stalledSince"] is not None:
+                        quiet_stalled = True
+                        assert status["currentStep"] == "ansible_started", json.dumps(status)
+                    usual |= {step["key"] for step in status["steps"] if step["expectedSeconds"] is not None}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, "".join(output) + rest.decode()
