@@ -58,7 +58,9 @@ class RedisClusterBackend:
 
     `cluster` is a ready client (its seed nodes set); the backend reads the slot map through it and
     publishes with it, and never closes it. The timeouts, backoff and `max_pending` mean what they
-    mean for `RedisBackend`.
+    mean for `RedisBackend`. At most `max_publishing` publishes are in flight; the next waits its turn
+    (the cluster client's pools refuse at once, rather than wait, when a node's connections are all
+    taken).
     """
 
     def __init__(
@@ -71,8 +73,10 @@ class RedisClusterBackend:
         ping_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         max_pending: int = 10_000,
+        max_publishing: int = 32,
     ) -> None:
         for name, value in [
+            ("max_publishing", max_publishing),
             ("backoff_initial", backoff_initial),
             ("backoff_max", backoff_max),
             ("idle_timeout", idle_timeout),
@@ -101,6 +105,9 @@ class RedisClusterBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._repair_wanted = asyncio.Event()
         self._refresh = False  # the slot map must be read again before the next placement
+        # Counts the troubles: one that comes while the map is being read asks for another reading.
+        self._troubles = 0
+        self._publishing = asyncio.Semaphore(max_publishing)
         self._repairer: asyncio.Task[NoReturn] | None = None
         self._started = False
         self._stopped = False
@@ -165,7 +172,8 @@ class RedisClusterBackend:
     async def publish(self, channel: str, data: bytes) -> None:
         """SPUBLISH through the cluster client, which routes it to the slot's primary and follows
         MOVED; raises a redis error when it cannot (a failover in progress: the caller retries)."""
-        await self._cluster.spublish(channel, data)
+        async with self._publishing:
+            await self._cluster.spublish(channel, data)
 
     async def subscribe(self, channel: str) -> None:
         if not self._started or self._stopped:
@@ -385,6 +393,7 @@ class RedisClusterBackend:
     def _trouble(self) -> None:
         """Something was lost: reread the slot map and place the orphans, after a backoff."""
         self._refresh = True
+        self._troubles += 1
         self._repair_wanted.set()
 
     async def _repair_forever(self) -> NoReturn:
@@ -415,8 +424,10 @@ class RedisClusterBackend:
     async def _repair(self) -> None:
         """Reread the slot map if needed, then subscribe every orphan on the node holding its slot."""
         if self._refresh:
+            asked = self._troubles
             await self._cluster.nodes_manager.initialize()
-            self._refresh = False
+            # Trouble while the map was read may not be in it: then it is read again, after a backoff.
+            self._refresh = self._troubles != asked
         nodes = {node.name: node for node in map(self._owner, sorted(self._orphans)) if node is not None}
         for node in nodes.values():
             try:

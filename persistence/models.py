@@ -132,11 +132,12 @@ class AgentInstance(Timestamped, Base):
 
 # The stall watch's two questions, each answered from a small partial index: provisionings (pending or
 # provisioning) by their last word, and running agents that heartbeat and are not yet marked stalled.
+_SILENT_PROVISIONING = AgentInstance.status.in_(sorted(ACTIVE_INSTANCE_STATUSES))
 Index(
     "ix_agent_instances_silent_provisioning",
     AgentInstance.last_callback_at,
-    postgresql_where=AgentInstance.status.in_(("pending", "provisioning")),
-    sqlite_where=AgentInstance.status.in_(("pending", "provisioning")),
+    postgresql_where=_SILENT_PROVISIONING,
+    sqlite_where=_SILENT_PROVISIONING,
 )
 _SILENT_RUNNING = (
     (AgentInstance.status == "running")

@@ -9,7 +9,7 @@ from typing import Any, Final
 from sqlalchemy import Table, bindparam, exists, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence.models import AgentInstance
+from persistence.models import ACTIVE_INSTANCE_STATUSES, AgentInstance
 
 _instances: Table = AgentInstance.__table__  # type: ignore[assignment]
 _newer = _instances.alias("newer")
@@ -32,7 +32,7 @@ _SILENT: Final = union_all(
     # Provisionings not heard from since the stall cutoff: to mark stalled, or (once marked) to fail
     # when also past the failure cutoff.
     _silent(
-        _c.status.in_(_inline("provisioning", ("pending", "provisioning"))),
+        _c.status.in_(_inline("provisioning", tuple(sorted(ACTIVE_INSTANCE_STATUSES)))),
         _c.last_callback_at < bindparam("stall_cutoff", type_=_c.last_callback_at.type),
         or_(
             _c.stalled_since.is_(None),
@@ -60,8 +60,9 @@ async def silent_jobs(
 ) -> list[str]:
     """The jobs of newest instances whose workflow said nothing since a cutoff (pending or provisioning:
     ``stall_cutoff``, or ``fail_cutoff`` once marked stalled; running with heartbeats:
-    ``heartbeat_cutoff``), longest silent first, at most ``batch``. Candidates only: the caller
-    decides under the job's lock."""
+    ``heartbeat_cutoff``), longest silent first, at most ``batch``, by last_callback_at. Candidates
+    only, a superset of the instances to change: the caller decides under the job's lock, on the
+    whole row (see hub.domain.stall_rules.last_word)."""
     parameters = {
         "stall_cutoff": stall_cutoff,
         "fail_cutoff": fail_cutoff,

@@ -72,6 +72,8 @@ _HISTORY: Final = (
     .where(
         _events.c.job_id.in_(select(_jobs.c.id).where(_jobs.c.agent_id == bindparam("agent_id"))),
         _events.c.id < bindparam("before"),
+        # Heartbeats are liveness, not history (a log from before they left it may still hold some).
+        _events.c.kind != "heartbeat",
     )
     .order_by(_events.c.id.desc())
     .limit(bindparam("limit"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,9 +13,7 @@ from hub.domain.callback_rules import advance_version, fail
 from hub.domain.steps import derive_steps, step_states
 from hub.settings import Settings
 from persistence.callback_store import InstanceState, event_row, lock_for_callback, save_callback
-from persistence.models import rfc3339
-
-_WATCHED: Final = ("pending", "provisioning")
+from persistence.models import ACTIVE_INSTANCE_STATUSES, rfc3339
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +48,27 @@ class Silences:
         return f"No callback from the provisioning workflow for {_duration(self.fail_after)}; it is presumed lost."
 
 
-def verdict(instance: InstanceState, silences: Silences, now: datetime) -> str | None:
-    """``timed_out``, ``stalled`` or None for the instance's silence at ``now``."""
-    last = instance.last_callback_at
+def last_word(instance: InstanceState) -> datetime | None:
+    """When the workflow was last heard from, as far as the row tells: its last accepted callback or
+    heartbeat. A replica still on a version without the timeline (a rolling upgrade) writes no
+    last_callback_at, only last_heartbeat_at and updated_at, so those count too; updated_at only while
+    the instance is not marked stalled, since marking it moves updated_at."""
+    heard = [instance.last_callback_at, instance.last_heartbeat_at]
+    if instance.stalled_since is None:
+        heard.append(instance.updated_at)
+    known = [moment for moment in heard if moment is not None]
+    return max(known) if known else None
+
+
+def verdict(instance: InstanceState, silences: Silences, now: datetime, listening_since: datetime) -> str | None:
+    """``timed_out``, ``stalled`` or None for the instance's silence at ``now``. Only the silence since
+    ``listening_since`` counts: while the hub or its database was down, callbacks could not be accepted,
+    so a workflow that kept trying must not come back to find itself failed as lost."""
+    last = last_word(instance)
     if last is None:
         return None
-    silent = (now - last).total_seconds()
-    if instance.status in _WATCHED:
+    silent = (now - max(last, listening_since)).total_seconds()
+    if instance.status in ACTIVE_INSTANCE_STATUSES:
         if silences.fail_after > 0 and silent >= silences.fail_after:
             return "timed_out"
         if instance.stalled_since is None and silent >= silences.stall_after:
@@ -69,7 +80,9 @@ def verdict(instance: InstanceState, silences: Silences, now: datetime) -> str |
     return None
 
 
-async def settle(connection: AsyncConnection, job_id: str, silences: Silences, now: datetime) -> InstanceState | None:
+async def settle(
+    connection: AsyncConnection, job_id: str, silences: Silences, now: datetime, listening_since: datetime
+) -> InstanceState | None:
     """Mark the job's instance stalled or fail it, if it still deserves it under the job's lock (a
     callback may have come, another replica may have been first); the changed instance to publish
     after commit, or None."""
@@ -77,8 +90,9 @@ async def settle(connection: AsyncConnection, job_id: str, silences: Silences, n
     if job is None or not job.current:
         return None
     instance = job.instance
-    kind = verdict(instance, silences, now)
-    if kind is None or instance.last_callback_at is None:
+    kind = verdict(instance, silences, now, listening_since)
+    last = last_word(instance)
+    if kind is None or last is None:
         return None
     before = step_states(derive_steps(instance.status, instance.current_step))
     if kind == "timed_out":
@@ -88,8 +102,8 @@ async def settle(connection: AsyncConnection, job_id: str, silences: Silences, n
         payload: dict[str, str] = {"error": message}
     else:
         # Stalled since its last word: how long it has been silent is what its viewers want to know.
-        instance.stalled_since = instance.last_callback_at
-        payload = {"silentSince": rfc3339(instance.last_callback_at)}
+        instance.stalled_since = last
+        payload = {"silentSince": rfc3339(last)}
     samples = await advance_version(connection, job, before, now)
     event = event_row(
         job.id, instance, kind=kind, applied=True, status=instance.status, step=instance.current_step, payload=payload

@@ -176,10 +176,11 @@ def _reads_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
 
 
 def _cluster_client(settings: Settings) -> RedisCluster:
-    """The Redis Cluster client of HUB_REDIS_CLUSTER_NODES, with the same bounds as the single-node one:
-    REDIS_CONNECTIONS publishing connections per node, REDIS_TIMEOUT on every socket operation, and one
-    quick retry (a MOVED or a failover takes the client's own topology refresh; a publish that still
-    fails waits in the publisher's backlog)."""
+    """The Redis Cluster client of HUB_REDIS_CLUSTER_NODES: REDIS_CONNECTIONS publishing connections per
+    node, REDIS_TIMEOUT on every socket operation, and one quick retry (a MOVED or a failover takes the
+    client's own topology refresh; a publish that still fails waits in the publisher's backlog). Its
+    pools refuse a connection at once when all are taken, unlike the single node's blocking pool, so
+    the backend lets at most REDIS_CONNECTIONS publishes out at a time."""
     return RedisCluster(
         startup_nodes=[ClusterNode(*cluster_node_address(node)) for node in settings.redis_cluster_nodes],
         max_connections=REDIS_CONNECTIONS,
@@ -198,7 +199,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     backend: Backend
     if settings.redis_cluster_nodes:
         redis = _cluster_client(settings)
-        backend = RedisClusterBackend(redis)
+        backend = RedisClusterBackend(redis, max_publishing=REDIS_CONNECTIONS)
     elif settings.redis_url is None:
         backend = MemoryBackend()
     else:

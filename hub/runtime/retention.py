@@ -1,5 +1,6 @@
-"""The event log's retention: events older than ``HUB_EVENT_RETENTION`` seconds are deleted in bounded
-batches, by one replica at a time, at an interval that follows the retention."""
+"""The event log's retention: events (and the step samples of expected durations) older than
+``HUB_EVENT_RETENTION`` seconds are deleted in bounded batches, by one replica at a time, at an
+interval that follows the retention."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ async def prune_forever(engine: AsyncEngine, retention: int) -> None:
 
 
 async def prune_once(engine: AsyncEngine, retention: int) -> int | None:
-    """Delete every event older than ``retention`` seconds; the count, or None when another replica
-    holds the prune lock (it is doing the same work)."""
+    """Delete every event and step sample older than ``retention`` seconds; how many rows the larger
+    of the two lost, or None when another replica holds the prune lock (it is doing the same work)."""
     cutoff = utcnow() - timedelta(seconds=retention)
     async with engine.connect() as connection, one_replica(connection, _PRUNE_LOCK_KEY) as mine:
         if not mine:
@@ -47,5 +48,5 @@ async def prune_once(engine: AsyncEngine, retention: int) -> int | None:
             if count < BATCH:
                 break
     if deleted:
-        log.info("Pruned %d events older than %d s from the event log.", deleted, retention)
+        log.info("Pruned the event log and step samples of what is older than %d s.", retention)
     return deleted

@@ -4,11 +4,15 @@ them stalled (or fails them as presumed lost); each change is published like a c
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Final
+
+from sqlalchemy.exc import IntegrityError
 
 from hub.domain.stall_rules import Silences, settle
 from hub.domain.wire import encode_status
 from hub.runtime.logs import log_fields
+from hub.runtime.pool import is_unavailable
 from hub.runtime.resources import Hub
 from hub.runtime.timers import one_replica, repeat
 from persistence.models import utcnow
@@ -22,14 +26,37 @@ BATCH: Final = 500
 _STALL_LOCK_KEY: Final = 0x6875627374616C6C
 
 
+class StallWatch:
+    """The watch of one process. It counts a workflow's silence only from when this process could hear
+    it: since it started, and since the last pass that found the database unavailable (callbacks were
+    refused then, so their silence is the hub's, not the workflow's)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.silences = Silences.of(hub.settings)
+        self.listening_since = utcnow()
+
+    async def run_forever(self) -> None:
+        await repeat(self.silences.interval, self.once, "the stall watch")
+
+    async def once(self) -> int | None:
+        try:
+            return await watch_once(self.hub, self.silences, self.listening_since)
+        except Exception as exc:
+            if is_unavailable(exc):
+                self.listening_since = utcnow()
+            raise
+
+
 async def watch_forever(hub: Hub) -> None:
-    silences = Silences.of(hub.settings)
-    await repeat(silences.interval, lambda: watch_once(hub, silences), "the stall watch")
+    await StallWatch(hub).run_forever()
 
 
-async def watch_once(hub: Hub, silences: Silences) -> int | None:
+async def watch_once(hub: Hub, silences: Silences, listening_since: datetime) -> int | None:
     """One pass; how many instances it changed, or None when another replica holds the watch."""
     now = utcnow()
+    if (now - listening_since).total_seconds() < min(silences.stall_after, silences.heartbeat_timeout):
+        return 0  # not listening long enough for any silence to count
     stall_cutoff, fail_cutoff, heartbeat_cutoff = silences.cutoffs(now)
     changed = 0
     async with hub.engine.connect() as connection, one_replica(connection, _STALL_LOCK_KEY) as mine:
@@ -44,8 +71,15 @@ async def watch_once(hub: Hub, silences: Silences) -> int | None:
         )
         await connection.commit()
         for job_id in jobs:
-            instance = await settle(connection, job_id, silences, now)
-            await connection.commit()
+            try:
+                instance = await settle(connection, job_id, silences, now, listening_since)
+                await connection.commit()
+            except IntegrityError:
+                # The agent was provisioned again while this waited for the job's lock (the new
+                # instance took the next version): the next pass decides on what is there then.
+                await connection.rollback()
+                log.info("Job %s changed while the stall watch looked at it; left to the next pass.", job_id)
+                continue
             if instance is None:
                 continue
             changed += 1

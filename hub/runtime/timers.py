@@ -36,8 +36,10 @@ async def repeat(interval: float, once: Callable[[], Awaitable[object]], doing: 
 @asynccontextmanager
 async def one_replica(connection: AsyncConnection, key: int) -> AsyncIterator[bool]:
     """Whether this replica holds the lock ``key`` for the block: a session lock on Postgres (it spans
-    the block's own transactions), released after it; always True elsewhere (SQLite serves one
-    process). The block's last transaction is rolled back first, should it have failed midway."""
+    the block's own transactions), released after it. Always True on SQLite, which has no such lock:
+    the embedded default is one process, and where several share a SQLite file each does the work,
+    its writes serialised by SQLite's own file lock. The block's last transaction is rolled back
+    first, should it have failed midway."""
     postgres = connection.dialect.name == "postgresql"
     if postgres:
         locked = bool(await connection.scalar(_TRY_LOCK, {"key": key}))

@@ -12,14 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from hub.domain import callback_rules as callbacks
+from hub.domain.stall_rules import Silences, settle
 from hub.runtime.schema import upgrade_database
+from hub.runtime.stall_watch import watch_once
 from hub.settings import Settings
 from persistence import make_engine, queries
 from persistence.callback_store import expected_seconds
-from persistence.models import Base, CallbackEvent, StepDuration
+from persistence.models import Base, CallbackEvent, StepDuration, utcnow
 from persistence.silences import silent_jobs
 from tests.support.api import Api, token_for
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
@@ -416,3 +420,80 @@ async def test_the_embedded_default_watches_for_stalls_too(tmp_path: Any) -> Non
             await next_status(ws, WATCH)  # stalled again
             failed = await next_status(ws, WATCH)
         assert failed["status"] == "failed" and failed["version"] == 5
+
+
+async def _quiet_for(engine: AsyncEngine, job_id: str, seconds: int) -> None:
+    """Make the job's workflow look silent for ``seconds`` (its last word and last change that long ago);
+    under the session hub's own limits (300 s), so only the test's watch acts on it."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE agent_instances SET last_callback_at = now() - make_interval(secs => :s), "
+                "updated_at = now() - make_interval(secs => :s) WHERE job_id = :job"
+            ),
+            {"s": seconds, "job": job_id},
+        )
+
+
+async def _blocked_on_a_lock(engine: AsyncEngine) -> None:
+    """Return once some session of this database waits for a lock (bounded)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(10), engine.connect() as connection:
+        while not await connection.scalar(query):
+            await connection.rollback()
+            await asyncio.sleep(0.01)  # polling a condition with no event to await, within the bound
+
+
+QUICK = Silences(stall_after=60, heartbeat_timeout=60, fail_after=90)
+
+
+async def test_a_callback_holding_the_jobs_lock_wins_over_the_watch(api: Api, clean_db: AsyncEngine) -> None:
+    agent_id, job_id = await api.new_job()
+    await _quiet_for(clean_db, job_id, 70)
+    body, document = callbacks.parse(json.dumps({"job_id": job_id, "status": "provisioning"}).encode())
+    async with clean_db.connect() as callback, clean_db.connect() as watch:
+        await callback.begin()
+        await callbacks.apply(callback, body, document, None)
+
+        async def watch_it() -> Any:
+            async with watch.begin():
+                return await settle(watch, job_id, QUICK, utcnow(), utcnow() - timedelta(days=1))
+
+        watching = asyncio.create_task(watch_it())
+        await _blocked_on_a_lock(clean_db)
+        await callback.commit()
+        assert await watching is None  # it read the row the callback left: heard from just now
+    status = (await api.status(agent_id)).json()
+    assert (status["version"], status["status"], status["stalledSince"]) == (2, "provisioning", None)
+
+
+async def test_a_callback_waiting_for_the_watch_clears_the_stall_it_made(api: Api, clean_db: AsyncEngine) -> None:
+    agent_id, job_id = await api.new_job()
+    await _quiet_for(clean_db, job_id, 70)
+    async with clean_db.connect() as watch:
+        await watch.begin()
+        stalled = await settle(watch, job_id, QUICK, utcnow(), utcnow() - timedelta(days=1))
+        assert stalled is not None and stalled.stalled_since is not None and stalled.version == 2
+        answering = asyncio.create_task(api.callback({"job_id": job_id, "status": "provisioning"}))
+        await _blocked_on_a_lock(clean_db)
+        await watch.commit()
+        reply = (await answering).json()
+    assert reply == {"received": True, "applied": True, "version": 3}
+    status = (await api.status(agent_id)).json()
+    assert (status["status"], status["stalledSince"]) == ("provisioning", None)
+
+
+async def test_only_silence_the_watch_could_hear_counts(app: Litestar, api: Api, clean_db: AsyncEngine) -> None:
+    agent_id, job_id = await api.new_job()
+    await _quiet_for(clean_db, job_id, 100)
+    hub = app.state.hub
+    # Just back from an outage (or just started): 100 s of silence it could not hear are no silence.
+    assert await watch_once(hub, QUICK, listening_since=utcnow()) == 0
+    assert (await api.status(agent_id)).json()["version"] == 1
+    # Listening all along: past HUB_FAIL_AFTER (90 s here), presumed lost.
+    assert await watch_once(hub, QUICK, listening_since=utcnow() - timedelta(days=1)) == 1
+    status = (await api.status(agent_id)).json()
+    assert (status["status"], status["version"]) == ("failed", 2)
+    assert status["error"] == "No callback from the provisioning workflow for 90 seconds; it is presumed lost."

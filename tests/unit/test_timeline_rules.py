@@ -54,7 +54,7 @@ def test_skipped_steps_start_and_end_at_once_and_are_no_samples() -> None:
     assert change.times["queued"] == times["queued"]
 
 
-def test_a_failed_step_ends_and_is_no_sample() -> None:
+def test_a_failed_step_ends_and_the_step_completed_before_it_is_a_sample() -> None:
     times: dict[str, Any] = {"creating_server": {"startedAt": "2026-12-02T06:00:00Z", "completedAt": None}}
     change = advance_timeline(times, [C, A, P, P, P], [C, C, E, P, P], at(5))
     assert change.times["installing_dependencies"]["completedAt"] == "2026-12-02T06:00:05Z"
@@ -77,7 +77,14 @@ def test_a_step_active_before_times_were_kept_gets_no_sample() -> None:
     assert change.times["creating_server"]["startedAt"] == change.times["creating_server"]["completedAt"]
 
 
-def instance(status: str, *, last_word: float | None, heartbeat: bool = False, stalled: bool = False) -> InstanceState:
+def instance(
+    status: str,
+    *,
+    last_word: float | None,
+    heartbeat: bool = False,
+    stalled: bool = False,
+    changed: float = -1_000,
+) -> InstanceState:
     last = None if last_word is None else at(last_word)
     return InstanceState(
         id=uuid.uuid4(),
@@ -89,40 +96,51 @@ def instance(status: str, *, last_word: float | None, heartbeat: bool = False, s
         instance_metadata={},
         last_heartbeat_at=last if heartbeat else None,
         version=1,
-        updated_at=T0,
+        updated_at=at(changed),
         last_callback_at=last,
         stalled_since=last if stalled else None,
     )
 
 
 SILENCES = Silences(stall_after=300, heartbeat_timeout=180, fail_after=3600)
+LISTENING = at(-10_000)  # the watch has been listening since long before
+VERDICTS = [
+    ("pending-quiet", instance("pending", last_word=0), 299, None),
+    ("pending-stalls", instance("pending", last_word=0), 300, "stalled"),
+    ("provisioning-stalls", instance("provisioning", last_word=0), 301, "stalled"),
+    ("already-marked", instance("provisioning", last_word=0, stalled=True), 301, None),
+    ("marked-then-lost", instance("provisioning", last_word=0, stalled=True), 3600, "timed_out"),
+    ("lost-unmarked", instance("provisioning", last_word=0), 3600, "timed_out"),
+    ("running-never-heartbeat", instance("running", last_word=0), 10_000, None),
+    ("running-quiet", instance("running", last_word=0, heartbeat=True), 179, None),
+    ("running-stalls", instance("running", last_word=0, heartbeat=True), 180, "stalled"),
+    ("running-never-failed", instance("running", last_word=0, heartbeat=True, stalled=True), 10_000, None),
+    ("failed", instance("failed", last_word=0, heartbeat=True), 10_000, None),
+    ("stopped", instance("stopped", last_word=0), 10_000, None),
+    ("no-word-at-all", instance("pending", last_word=None, changed=0), 10_000, "timed_out"),
+    # A replica without the timeline changed it later (updated_at) and wrote no last word: that counts.
+    ("older-replica-changed-it", instance("provisioning", last_word=0, changed=200), 301, None),
+]
 
 
 @pytest.mark.parametrize(
-    ("state", "now", "expected"),
-    [
-        (instance("pending", last_word=0), 299, None),
-        (instance("pending", last_word=0), 300, "stalled"),
-        (instance("provisioning", last_word=0), 301, "stalled"),
-        (instance("provisioning", last_word=0, stalled=True), 301, None),  # already marked
-        (instance("provisioning", last_word=0, stalled=True), 3600, "timed_out"),
-        (instance("provisioning", last_word=0), 3600, "timed_out"),  # never marked: failed all the same
-        (instance("running", last_word=0), 10_000, None),  # never heartbeat: nothing to miss
-        (instance("running", last_word=0, heartbeat=True), 179, None),
-        (instance("running", last_word=0, heartbeat=True), 180, "stalled"),
-        (instance("running", last_word=0, heartbeat=True, stalled=True), 10_000, None),  # running is never failed
-        (instance("failed", last_word=0, heartbeat=True), 10_000, None),
-        (instance("stopped", last_word=0), 10_000, None),
-        (instance("pending", last_word=None), 10_000, None),
-    ],
+    ("state", "now", "expected"), [case[1:] for case in VERDICTS], ids=[case[0] for case in VERDICTS]
 )
 def test_the_verdicts(state: InstanceState, now: float, expected: str | None) -> None:
-    assert verdict(state, SILENCES, at(now)) == expected
+    assert verdict(state, SILENCES, at(now), LISTENING) == expected
+
+
+def test_only_silence_the_hub_could_hear_counts() -> None:
+    quiet_for_hours = instance("provisioning", last_word=0)
+    # The hub (or its database) came back at 3,500 s: 100 s of silence it could hear, not 3,600.
+    assert verdict(quiet_for_hours, SILENCES, at(3600), at(3500)) is None
+    assert verdict(quiet_for_hours, SILENCES, at(3800), at(3500)) == "stalled"
+    assert verdict(quiet_for_hours, SILENCES, at(7100), at(3500)) == "timed_out"
 
 
 def test_fail_after_zero_never_fails() -> None:
     never = Silences(stall_after=300, heartbeat_timeout=180, fail_after=0)
-    assert verdict(instance("provisioning", last_word=0, stalled=True), never, at(10**7)) is None
+    assert verdict(instance("provisioning", last_word=0, stalled=True), never, at(10**7), LISTENING) is None
     stall, fail, _heartbeat = never.cutoffs(at(0))
     assert fail < stall - timedelta(days=365 * 1000)
 
