@@ -21,10 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app import create_app
 from hub.settings import Settings
-from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.test_dashboard import WORKFLOW, badge, card, expect_states, open_dashboard
-from tests.e2e.test_workflow_kit import CLI_TIMEOUT, kit_environment, run_cli
 from tests.support.api import Api, token_for
+from tests.support.browser import ARTIFACTS, WORKFLOW, badge, card, expect_states, open_dashboard
+from tests.support.process import CLI_TIMEOUT, kit_environment, run_cli
 from tests.support.server import serve_app
 from tests.support.ws import next_status, open_socket
 
