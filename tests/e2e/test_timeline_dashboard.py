@@ -248,6 +248,37 @@ async def test_a_silent_workflow_shows_stalled_live_and_a_callback_clears_it(
     await expect(notice).to_be_hidden(timeout=LIVE_MS)
 
 
+async def test_only_stalls_and_resumes_while_the_page_is_open_are_announced(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    jobs = [await api.new_job(owner) for _ in range(2)]
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    for _, job_id in jobs:
+        await send(api, job_id, *(body for body, _ in WORKFLOW[:2]))  # then nothing
+    for agent_id, _ in jobs:
+        await expect(card(page, agent_id).locator(".stall")).to_be_visible(timeout=STALL_MS)
+        await expect(card(page, agent_id).locator(".announce")).to_contain_text("Stalled: no word from the workflow")
+
+    # Loaded with both already stalled: shown, but the live regions stay quiet.
+    await page.reload()
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    for agent_id, _ in jobs:
+        await expect(card(page, agent_id).locator(".stall")).to_be_visible(timeout=LIVE_MS)
+        await expect(card(page, agent_id)).to_have_attribute("data-stalled", "")
+        await expect(card(page, agent_id).locator(".announce")).to_have_text("")
+
+    # What changes after that is said: the workflow resumes (running, and no heartbeat yet, so it
+    # stays unstalled), then the agent's heartbeats stop.
+    (agent_id, job_id), (quiet_id, _) = jobs
+    announce = card(page, agent_id).locator(".announce")
+    await send(api, job_id, {"status": "running", "metadata": {"ip_address": "10.0.0.8"}})
+    await expect(announce).to_have_text("The workflow is reporting again.", timeout=LIVE_MS)
+    await api.heartbeat(job_id)
+    await expect(announce).to_contain_text("Stalled: no heartbeat from the agent since", timeout=STALL_MS)
+    await expect(card(page, quiet_id).locator(".announce")).to_have_text("")
+
+
 async def test_the_timeline_opens_and_pages_through_the_agents_events(
     page: Page, api: Api, quick_hub: str, owner: str
 ) -> None:
