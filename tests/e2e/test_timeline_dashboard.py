@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app import create_app
@@ -343,6 +343,67 @@ async def test_the_timeline_opens_and_pages_through_the_agents_events(
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     await expect(opener).to_be_focused()
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        ("network", ("Could not reach the hub to load the timeline.", "Could not reach the hub to load older events.")),
+        ("503", ("HTTP 503: The history is unavailable for a moment.",) * 2),
+    ],
+    ids=["network-error", "http-503"],
+)
+async def test_a_page_of_the_timeline_that_failed_can_be_asked_for_again(
+    page: Page, api: Api, quick_hub: str, owner: str, failure: str, says: tuple[str, str]
+) -> None:
+    agent = await api.create_agent(owner, name="flaky-history")
+    agent_id = agent["id"]
+    for _ in range(5):  # more events than the dialog's first page holds
+        job_id = (await api.provision(agent_id))["jobId"]
+        await send(api, job_id, *(body for body, _ in WORKFLOW))
+    # The first request for the first page fails, and later the first request for an older page.
+    failed: list[str] = []
+
+    async def fail_once(route: Route) -> None:
+        kind = "older" if "before=" in route.request.url else "first"
+        if kind in failed:
+            await route.continue_()
+            return
+        failed.append(kind)
+        if failure == "network":
+            await route.abort("connectionrefused")
+        else:
+            await route.fulfill(status=503, json={"detail": "The history is unavailable for a moment."})
+
+    await page.route(re.compile(rf"/api/agents/{agent_id}/events(\?|$)"), fail_once)
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await card(page, agent_id).get_by_role("button", name="Timeline of flaky-history").click()
+    dialog = page.get_by_role("dialog", name="Timeline")
+    state = dialog.locator(".timeline-state")
+    events = dialog.locator("li.event")
+    retry = dialog.get_by_role("button", name="Try again")
+    older = dialog.get_by_role("button", name="Load older events")
+
+    await expect(state).to_contain_text(says[0], timeout=LIVE_MS)
+    await expect(state).to_have_attribute("data-error", "true")
+    await expect(events).to_have_count(0)
+    await expect(older).to_be_hidden()
+    await retry.click()
+    await expect(events).to_have_count(25, timeout=LIVE_MS)
+    await expect(state).not_to_have_attribute("data-error", "true")
+    await expect(retry).to_be_hidden()
+    await expect(older).to_be_focused()  # the focus stays in the dialog, on what comes next
+
+    await older.click()
+    await expect(state).to_contain_text(says[1], timeout=LIVE_MS)
+    await expect(state).to_have_attribute("data-error", "true")
+    await expect(events).to_have_count(25)
+    await expect(retry).to_be_hidden()
+    await expect(older).to_be_enabled()
+    await older.click()
+    await expect(events).not_to_have_count(25, timeout=LIVE_MS)
+    await expect(state).not_to_have_attribute("data-error", "true")
+    assert failed == ["first", "older"]
 
 
 async def test_simulate_stop_after_leaves_the_agent_stalled(api: Api, quick_hub: str, owner: str) -> None:
