@@ -113,6 +113,24 @@ async def test_completed_steps_show_their_durations_and_the_active_step_ticks(
     )
 
 
+async def test_a_step_the_failure_ended_shows_when_it_started_not_a_duration(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    # At Creating Server, then failed without a step (as a workflow presumed lost is): the hub shows
+    # Creating Server completed and Installing Dependencies failed, both at the failure's instant.
+    await send(api, job_id, WORKFLOW[0][0], {"status": "failed", "error": "The runner was lost."})
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect_states(page, agent_id, ("completed", "completed", "error", "pending", "pending"), LIVE_MS)
+
+    cut_short = step(page, agent_id, "creating_server").locator(".step-time")
+    await expect(cut_short).to_have_text(re.compile(rf"^started {DURATION} before the failure$"))
+    await expect(cut_short).to_have_attribute("title", re.compile(r"^The workflow reported no end for this step"))
+    await expect(step(page, agent_id, "queued").locator(".step-time")).to_have_text(re.compile(f"^{DURATION}$"))
+    await expect(step(page, agent_id, "installing_dependencies").locator(".step-time")).to_be_hidden()
+    await expect(step(page, agent_id, "installing_dependencies")).to_contain_text("The runner was lost.")
+
+
 async def test_the_usual_time_shows_after_five_provisionings_and_a_slow_step_says_so(
     page: Page, api: Api, quick_hub: str, owner: str
 ) -> None:
@@ -148,7 +166,8 @@ def ended(state: str, started: float | None, completed: float | None, expected: 
 
 # (function of durations.js, its arguments, what it says). For stepTiming, a step given by how many
 # seconds ago it started and completed, after a completed step that ended "previousEndedAgo" (null:
-# none), answered as "text|slow"; for silenceText, seconds of silence.
+# none) and, when a third argument is given, before that step, answered as "text|slow"; for
+# silenceText, seconds of silence.
 WORDING: list[tuple[str, list[Any], str]] = [
     ("formatDuration", [0], "0 s"),
     ("formatDuration", [59.9], "59 s"),
@@ -171,6 +190,15 @@ WORDING: list[tuple[str, list[Any], str]] = [
     ("stepTiming", [ended("completed", 9, 8.6), None], "under 1 s|"),
     ("stepTiming", [ended("error", 75, 0), None], "failed after 1 min 15 s|"),
     ("stepTiming", [ended("error", 3, 3), None], "null"),
+    # Failed without a step while at Creating Server: the hub completes Creating Server at the failure
+    # and fails Installing Dependencies at that same instant. Creating Server never said it finished.
+    ("stepTiming", [ended("completed", 3600, 0), None, ended("error", 0, 0)], "started 1 h before the failure|"),
+    ("stepTiming", [ended("completed", 150, 0), None, ended("error", 0, 0)], "started 2 min 30 s before the failure|"),
+    ("stepTiming", [ended("completed", 0.4, 0), None, ended("error", 0, 0)], "started under 1 s before the failure|"),
+    ("stepTiming", [ended("completed", 5, 5), None, ended("error", 5, 5)], "skipped|"),
+    # A step that ended before the failure took what it took; and a pending step after it changes nothing.
+    ("stepTiming", [ended("completed", 100, 30), None, ended("error", 30, 0)], "1 min 10 s|"),
+    ("stepTiming", [ended("completed", 100, 0), None, ended("pending", None, None)], "1 min 40 s|"),
     ("stepTiming", [ended("pending", None, None), None], "null"),
     ("silenceText", ["provisioning", 372], "No word from the workflow for 6 min 12 s."),
     ("silenceText", ["pending", 59], "No word from the workflow for 59 s."),
@@ -194,11 +222,13 @@ async def test_the_wording_of_durations(
             const now = Date.parse("2026-12-02T06:00:00Z");
             const ago = (seconds) => (seconds === null ? null : new Date(now - seconds * 1000).toISOString());
             if (name === "stepTiming") {
-                const [step, previousEndedAgo] = args;
+                const [step, previousEndedAgo, following] = args;
+                const asStep = (s) => ({ state: s.state, startedAt: ago(s.startedAgo),
+                    completedAt: ago(s.completedAgo), expectedSeconds: s.expectedSeconds });
                 const steps = [
                     { state: "completed", completedAt: ago(previousEndedAgo) },
-                    { state: step.state, startedAt: ago(step.startedAgo), completedAt: ago(step.completedAgo),
-                      expectedSeconds: step.expectedSeconds },
+                    asStep(step),
+                    ...(following ? [asStep(following)] : []),
                 ];
                 const found = durations.stepTiming(steps, 1, now);
                 return found === null ? "null" : `${found.text}|${found.slow ? "slow" : ""}`;
