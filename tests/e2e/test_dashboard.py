@@ -4,63 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 
 import pytest
-from playwright.async_api import Locator, Page, Route, WebSocketRoute, expect
+from playwright.async_api import Page, Route, WebSocketRoute, expect
 
-from tests.e2e.conftest import ARTIFACTS
 from tests.support.api import Api, token_for
+from tests.support.browser import ARTIFACTS, WORKFLOW, badge, card, expect_states, open_dashboard
 
 pytestmark = pytest.mark.e2e
 
-KEYS = ("queued", "creating_server", "installing_dependencies", "configuring_agent", "running")
 LIVE_MS = 10_000  # a pushed status reaches the page well within this
 POLL_MS = 15_000  # a few poll intervals
 RECONNECT_MS = 30_000  # the client's reconnect backoff is capped at 10 s; a wide margin on top
-
-# (callback without job_id, the five step states it leads to)
-WORKFLOW: list[tuple[dict[str, Any], tuple[str, ...]]] = [
-    ({"status": "provisioning"}, ("completed", "active", "pending", "pending", "pending")),
-    ({"status": "provisioning", "step": "vm_created"}, ("completed", "completed", "active", "pending", "pending")),
-    (
-        {"status": "provisioning", "step": "network_configured"},
-        ("completed", "completed", "active", "pending", "pending"),
-    ),
-    (
-        {"status": "provisioning", "step": "ansible_started"},
-        ("completed", "completed", "completed", "active", "pending"),
-    ),
-    (
-        {"status": "provisioning", "step": "ansible_complete"},
-        ("completed", "completed", "completed", "completed", "active"),
-    ),
-    ({"status": "running", "metadata": {"ip_address": "10.0.0.7"}}, ("completed",) * 5),
-]
-
-
-def card(page: Page, agent_id: str) -> Locator:
-    return page.locator(f'[data-agent-id="{agent_id}"]')
-
-
-def badge(page: Page) -> Locator:
-    return page.locator("[data-connection]")
-
-
-async def open_dashboard(page: Page, hub_url: str, token: str) -> None:
-    await page.goto(f"{hub_url}/#token={token}")
-
-
-async def expect_states(page: Page, agent_id: str, states: tuple[str, ...], timeout: float) -> None:
-    track = card(page, agent_id).locator("ol")
-    for key, state in zip(KEYS, states, strict=True):
-        await expect(track.locator(f'[data-step="{key}"]')).to_have_attribute("data-state", state, timeout=timeout)
-    active = track.locator('[aria-current="step"]')
-    if "active" in states:
-        await expect(active).to_have_count(1, timeout=timeout)
-        await expect(active).to_have_attribute("data-state", "active", timeout=timeout)
-    else:
-        await expect(active).to_have_count(0, timeout=timeout)
 
 
 async def play(api: Api, page: Page, agent_id: str, job_id: str, timeout: float) -> None:

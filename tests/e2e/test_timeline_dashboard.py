@@ -16,15 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app import create_app
 from hub.settings import Settings
-from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.test_dashboard import WORKFLOW, badge, card, expect_states, open_dashboard
-from tests.e2e.test_workflow_kit import CLI_TIMEOUT, kit_environment, run_cli
 from tests.support.api import Api, token_for
+from tests.support.browser import ARTIFACTS, WORKFLOW, badge, card, expect_states, open_dashboard
+from tests.support.process import CLI_TIMEOUT, kit_environment, run_cli
 from tests.support.server import serve_app
 from tests.support.ws import next_status, open_socket
 
@@ -114,6 +113,24 @@ async def test_completed_steps_show_their_durations_and_the_active_step_ticks(
     )
 
 
+async def test_a_step_the_failure_ended_shows_when_it_started_not_a_duration(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    agent_id, job_id = await api.new_job(owner)
+    # At Creating Server, then failed without a step (as a workflow presumed lost is): the hub shows
+    # Creating Server completed and Installing Dependencies failed, both at the failure's instant.
+    await send(api, job_id, WORKFLOW[0][0], {"status": "failed", "error": "The runner was lost."})
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect_states(page, agent_id, ("completed", "completed", "error", "pending", "pending"), LIVE_MS)
+
+    cut_short = step(page, agent_id, "creating_server").locator(".step-time")
+    await expect(cut_short).to_have_text(re.compile(rf"^started {DURATION} before the failure$"))
+    await expect(cut_short).to_have_attribute("title", re.compile(r"^The workflow reported no end for this step"))
+    await expect(step(page, agent_id, "queued").locator(".step-time")).to_have_text(re.compile(f"^{DURATION}$"))
+    await expect(step(page, agent_id, "installing_dependencies").locator(".step-time")).to_be_hidden()
+    await expect(step(page, agent_id, "installing_dependencies")).to_contain_text("The runner was lost.")
+
+
 async def test_the_usual_time_shows_after_five_provisionings_and_a_slow_step_says_so(
     page: Page, api: Api, quick_hub: str, owner: str
 ) -> None:
@@ -149,7 +166,8 @@ def ended(state: str, started: float | None, completed: float | None, expected: 
 
 # (function of durations.js, its arguments, what it says). For stepTiming, a step given by how many
 # seconds ago it started and completed, after a completed step that ended "previousEndedAgo" (null:
-# none), answered as "text|slow"; for silenceText, seconds of silence.
+# none) and, when a third argument is given, before that step, answered as "text|slow"; for
+# silenceText, seconds of silence.
 WORDING: list[tuple[str, list[Any], str]] = [
     ("formatDuration", [0], "0 s"),
     ("formatDuration", [59.9], "59 s"),
@@ -172,6 +190,15 @@ WORDING: list[tuple[str, list[Any], str]] = [
     ("stepTiming", [ended("completed", 9, 8.6), None], "under 1 s|"),
     ("stepTiming", [ended("error", 75, 0), None], "failed after 1 min 15 s|"),
     ("stepTiming", [ended("error", 3, 3), None], "null"),
+    # Failed without a step while at Creating Server: the hub completes Creating Server at the failure
+    # and fails Installing Dependencies at that same instant. Creating Server never said it finished.
+    ("stepTiming", [ended("completed", 3600, 0), None, ended("error", 0, 0)], "started 1 h before the failure|"),
+    ("stepTiming", [ended("completed", 150, 0), None, ended("error", 0, 0)], "started 2 min 30 s before the failure|"),
+    ("stepTiming", [ended("completed", 0.4, 0), None, ended("error", 0, 0)], "started under 1 s before the failure|"),
+    ("stepTiming", [ended("completed", 5, 5), None, ended("error", 5, 5)], "skipped|"),
+    # A step that ended before the failure took what it took; and a pending step after it changes nothing.
+    ("stepTiming", [ended("completed", 100, 30), None, ended("error", 30, 0)], "1 min 10 s|"),
+    ("stepTiming", [ended("completed", 100, 0), None, ended("pending", None, None)], "1 min 40 s|"),
     ("stepTiming", [ended("pending", None, None), None], "null"),
     ("silenceText", ["provisioning", 372], "No word from the workflow for 6 min 12 s."),
     ("silenceText", ["pending", 59], "No word from the workflow for 59 s."),
@@ -195,11 +222,13 @@ async def test_the_wording_of_durations(
             const now = Date.parse("2026-12-02T06:00:00Z");
             const ago = (seconds) => (seconds === null ? null : new Date(now - seconds * 1000).toISOString());
             if (name === "stepTiming") {
-                const [step, previousEndedAgo] = args;
+                const [step, previousEndedAgo, following] = args;
+                const asStep = (s) => ({ state: s.state, startedAt: ago(s.startedAgo),
+                    completedAt: ago(s.completedAgo), expectedSeconds: s.expectedSeconds });
                 const steps = [
                     { state: "completed", completedAt: ago(previousEndedAgo) },
-                    { state: step.state, startedAt: ago(step.startedAgo), completedAt: ago(step.completedAgo),
-                      expectedSeconds: step.expectedSeconds },
+                    asStep(step),
+                    ...(following ? [asStep(following)] : []),
                 ];
                 const found = durations.stepTiming(steps, 1, now);
                 return found === null ? "null" : `${found.text}|${found.slow ? "slow" : ""}`;
@@ -247,6 +276,37 @@ async def test_a_silent_workflow_shows_stalled_live_and_a_callback_clears_it(
     # Cleared until the next silence, 2 s later: the page must show the heartbeat's version unstalled.
     await api.heartbeat(job_id)
     await expect(notice).to_be_hidden(timeout=LIVE_MS)
+
+
+async def test_only_stalls_and_resumes_while_the_page_is_open_are_announced(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    jobs = [await api.new_job(owner) for _ in range(2)]
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    for _, job_id in jobs:
+        await send(api, job_id, *(body for body, _ in WORKFLOW[:2]))  # then nothing
+    for agent_id, _ in jobs:
+        await expect(card(page, agent_id).locator(".stall")).to_be_visible(timeout=STALL_MS)
+        await expect(card(page, agent_id).locator(".announce")).to_contain_text("Stalled: no word from the workflow")
+
+    # Loaded with both already stalled: shown, but the live regions stay quiet.
+    await page.reload()
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    for agent_id, _ in jobs:
+        await expect(card(page, agent_id).locator(".stall")).to_be_visible(timeout=LIVE_MS)
+        await expect(card(page, agent_id)).to_have_attribute("data-stalled", "")
+        await expect(card(page, agent_id).locator(".announce")).to_have_text("")
+
+    # What changes after that is said: the workflow resumes (running, and no heartbeat yet, so it
+    # stays unstalled), then the agent's heartbeats stop.
+    (agent_id, job_id), (quiet_id, _) = jobs
+    announce = card(page, agent_id).locator(".announce")
+    await send(api, job_id, {"status": "running", "metadata": {"ip_address": "10.0.0.8"}})
+    await expect(announce).to_have_text("The workflow is reporting again.", timeout=LIVE_MS)
+    await api.heartbeat(job_id)
+    await expect(announce).to_contain_text("Stalled: no heartbeat from the agent since", timeout=STALL_MS)
+    await expect(card(page, quiet_id).locator(".announce")).to_have_text("")
 
 
 async def test_the_timeline_opens_and_pages_through_the_agents_events(
@@ -313,6 +373,67 @@ async def test_the_timeline_opens_and_pages_through_the_agents_events(
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     await expect(opener).to_be_focused()
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        ("network", ("Could not reach the hub to load the timeline.", "Could not reach the hub to load older events.")),
+        ("503", ("HTTP 503: The history is unavailable for a moment.",) * 2),
+    ],
+    ids=["network-error", "http-503"],
+)
+async def test_a_page_of_the_timeline_that_failed_can_be_asked_for_again(
+    page: Page, api: Api, quick_hub: str, owner: str, failure: str, says: tuple[str, str]
+) -> None:
+    agent = await api.create_agent(owner, name="flaky-history")
+    agent_id = agent["id"]
+    for _ in range(5):  # more events than the dialog's first page holds
+        job_id = (await api.provision(agent_id))["jobId"]
+        await send(api, job_id, *(body for body, _ in WORKFLOW))
+    # The first request for the first page fails, and later the first request for an older page.
+    failed: list[str] = []
+
+    async def fail_once(route: Route) -> None:
+        kind = "older" if "before=" in route.request.url else "first"
+        if kind in failed:
+            await route.continue_()
+            return
+        failed.append(kind)
+        if failure == "network":
+            await route.abort("connectionrefused")
+        else:
+            await route.fulfill(status=503, json={"detail": "The history is unavailable for a moment."})
+
+    await page.route(re.compile(rf"/api/agents/{agent_id}/events(\?|$)"), fail_once)
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await card(page, agent_id).get_by_role("button", name="Timeline of flaky-history").click()
+    dialog = page.get_by_role("dialog", name="Timeline")
+    state = dialog.locator(".timeline-state")
+    events = dialog.locator("li.event")
+    retry = dialog.get_by_role("button", name="Try again")
+    older = dialog.get_by_role("button", name="Load older events")
+
+    await expect(state).to_contain_text(says[0], timeout=LIVE_MS)
+    await expect(state).to_have_attribute("data-error", "true")
+    await expect(events).to_have_count(0)
+    await expect(older).to_be_hidden()
+    await retry.click()
+    await expect(events).to_have_count(25, timeout=LIVE_MS)
+    await expect(state).not_to_have_attribute("data-error", "true")
+    await expect(retry).to_be_hidden()
+    await expect(older).to_be_focused()  # the focus stays in the dialog, on what comes next
+
+    await older.click()
+    await expect(state).to_contain_text(says[1], timeout=LIVE_MS)
+    await expect(state).to_have_attribute("data-error", "true")
+    await expect(events).to_have_count(25)
+    await expect(retry).to_be_hidden()
+    await expect(older).to_be_enabled()
+    await older.click()
+    await expect(events).not_to_have_count(25, timeout=LIVE_MS)
+    await expect(state).not_to_have_attribute("data-error", "true")
+    assert failed == ["first", "older"]
 
 
 async def test_simulate_stop_after_leaves_the_agent_stalled(api: Api, quick_hub: str, owner: str) -> None:

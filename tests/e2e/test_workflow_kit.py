@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import sys
@@ -14,34 +13,14 @@ import httpx
 import pytest
 
 from tests.support.api import Api
-from tests.support.config import WEBHOOK_SECRET
+from tests.support.process import CLI_TIMEOUT, kit_environment, run_cli
 from tests.support.ws import next_status, open_socket
 
 pytestmark = pytest.mark.e2e
 
-CLI_TIMEOUT = 60.0
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def kit_environment(secret: str | None = WEBHOOK_SECRET) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
-    if secret is not None:
-        env["HUB_WEBHOOK_SECRET"] = secret
-    return env
-
 
 def entries(directory: Path) -> list[Path]:
     return list(directory.iterdir())
-
-
-async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", *args,
-        env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_simulate_sends_a_whole_signed_workflow(api: Api, hub_url: str, owner: str) -> None:

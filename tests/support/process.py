@@ -1,4 +1,5 @@
-"""`status-hub serve` as a real separate process (a replica), for multi-process tests."""
+"""`status-hub` as real separate processes: `serve` (a replica), for multi-process tests, and the
+other commands (simulate, demo) as a user runs them."""
 
 from __future__ import annotations
 
@@ -15,9 +16,30 @@ from pathlib import Path
 import httpx
 
 from hub.settings import Settings
+from tests.support.config import WEBHOOK_SECRET
 from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+CLI_TIMEOUT = 60.0
+
+
+def kit_environment(secret: str | None = WEBHOOK_SECRET) -> dict[str, str]:
+    """The environment of a workflow running the kit: no HUB_* but the webhook secret, when given."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    if secret is not None:
+        env["HUB_WEBHOOK_SECRET"] = secret
+    return env
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run ``status-hub *args`` to its end (bounded): its return code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", *args,
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 def hub_environment(settings: Settings, **extra: str) -> dict[str, str]:

@@ -178,6 +178,8 @@ function tick() {
 
 // The notice itself ticks, so it is no live region (a screen reader would read it every second);
 // a separate polite region says once that the workflow went quiet, and once that it spoke again.
+// Only changes seen while the page is open are said: a card's first status is the state the page
+// loaded with, shown but not announced (a page full of stalled cards would otherwise speak them all).
 function renderStall(card, stalledSince, before, firstRender) {
   const was = card.stalledSince;
   card.stalledSince = stalledSince;
@@ -186,8 +188,9 @@ function renderStall(card, stalledSince, before, firstRender) {
   notice.hidden = stalledSince === null;
   element.toggleAttribute("data-stalled", stalledSince !== null);
   setText($(".stall-hint", notice), card.status === "running" ? STALL_HINT.running : STALL_HINT.other);
+  if (firstRender) return;
   const announce = $(".announce", element);
-  if (stalledSince !== null && (was === null || firstRender)) {
+  if (stalledSince !== null && was === null) {
     const since = new Date(stalledSince).toLocaleTimeString();
     const who = card.status === "running" ? "No heartbeat from the agent" : "No word from the workflow";
     setText(announce, `Stalled: ${who.toLowerCase()} since ${since}.`);

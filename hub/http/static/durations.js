@@ -45,6 +45,11 @@ export function formatUsual(expectedSeconds) {
  * and ended at the same instant). The active step shows its elapsed time, with the owner's usual
  * time when the hub knows one. An active step without a start of its own started when the step
  * before it completed.
+ *
+ * When a provisioning fails, the hub marks the steps before the failed one completed at the moment
+ * of the failure, including one that was still running (a workflow presumed lost at Creating Server
+ * fails at Installing Dependencies). Such a step's end is the failure's, not one the workflow
+ * reported, so it shows how long before the failure it started rather than how long it took.
  */
 export function stepTiming(steps, index, now) {
   const step = steps[index];
@@ -55,6 +60,15 @@ export function stepTiming(steps, index, now) {
     if (start === null || end === null) return null;
     if (step.startedAt === step.completedAt) return { text: "skipped", title: "The workflow went past this step.", slow: false };
     const seconds = (end - start) / 1000;
+    const failure = steps.find((other, at) => at > index && other.state === "error");
+    if (failure && step.completedAt === failure.completedAt && start < end) {
+      const before = seconds < 1 ? "under 1 s" : formatDuration(seconds);
+      return {
+        text: `started ${before} before the failure`,
+        title: `The workflow reported no end for this step; the provisioning failed ${new Date(end).toLocaleString()}.`,
+        slow: false,
+      };
+    }
     const took = seconds < 1 ? "under 1 s" : formatDuration(seconds);
     const usual = expected === null ? "" : ` (${formatUsual(expected)})`;
     return { text: took, title: `Took ${took}${usual}.`, slow: false };

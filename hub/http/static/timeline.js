@@ -30,8 +30,13 @@ export class TimelineDialog {
     this.list = dialog.querySelector(".events");
     this.state = dialog.querySelector(".timeline-state");
     this.older = dialog.querySelector(".timeline-older");
-    dialog.querySelector(".timeline-close").addEventListener("click", () => dialog.close());
+    this.retry = dialog.querySelector(".timeline-retry");
+    this.closeButton = dialog.querySelector(".timeline-close");
+    this.closeButton.addEventListener("click", () => dialog.close());
+    // Both ask for the page that is next: "Try again" after the first page failed, "Load older
+    // events" for the page after the last one shown (again, when that failed).
     this.older.addEventListener("click", () => this.#load());
+    this.retry.addEventListener("click", () => this.#load());
     dialog.addEventListener("close", () => {
       this.request += 1;
       this.agentId = null;
@@ -53,6 +58,7 @@ export class TimelineDialog {
     this.dialog.dataset.agentId = agentId;
     this.list.replaceChildren();
     this.older.hidden = true;
+    this.retry.hidden = true;
     if (!this.dialog.open) this.dialog.showModal();
     this.#load();
   }
@@ -62,6 +68,7 @@ export class TimelineDialog {
     const agentId = this.agentId;
     const before = this.next;
     this.older.disabled = true;
+    this.retry.disabled = true;
     this.#say(before === null ? "Loading the timeline…" : "Loading older events…");
     let page;
     try {
@@ -73,19 +80,36 @@ export class TimelineDialog {
         this.onAuthError(error);
         return;
       }
-      this.older.disabled = false;
+      // The same page can be asked for again: the first through "Try again", an older one
+      // through "Load older events", which stays.
+      // fetch() rejects with a TypeError when no answer came at all (offline, connection refused).
+      const what = before === null ? "the timeline" : "older events";
+      this.#say(error instanceof TypeError ? `Could not reach the hub to load ${what}.` : error.message, true);
+      this.retry.hidden = before !== null;
+      this.retry.disabled = false;
       this.older.hidden = before === null;
-      this.#say(`${error.message}`, true);
+      this.older.disabled = false;
+      this.#keepFocus();
       return;
     }
     if (request !== this.request) return;
     this.list.append(...page.events.map(eventItem));
     this.next = page.next ?? null;
+    this.retry.hidden = true;
     this.older.hidden = this.next === null;
     this.older.disabled = false;
+    this.#keepFocus();
     const count = this.list.children.length;
     if (count === 0) this.#say("No events yet: nothing has been reported for this agent.");
     else this.#say(`${count} ${count === 1 ? "event" : "events"}, newest first${this.next === null ? "; that is all of them." : "."}`);
+  }
+
+  // A button that was clicked and is now hidden (Try again after it worked, Load older events after
+  // the last page) took the focus with it: it goes to the button that is there now, or Close.
+  #keepFocus() {
+    if (!this.dialog.open || this.dialog.contains(document.activeElement)) return;
+    const target = [this.retry, this.older].find((button) => !button.hidden) ?? this.closeButton;
+    target.focus();
   }
 
   #say(text, isError = false) {
