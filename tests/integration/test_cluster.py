@@ -92,7 +92,12 @@ async def watch(base: str, agents: list[Watched], stack: AsyncExitStack) -> None
         first = await next_status(ws)
         agent.received.append((time.monotonic(), first["version"]))
         task = asyncio.create_task(_record(ws, agent))
-        stack.callback(task.cancel)
+        stack.push_async_callback(_stop, task)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _record(ws: ClientConnection, agent: Watched) -> None:
