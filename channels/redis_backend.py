@@ -17,7 +17,7 @@ import redis.asyncio
 import redis.exceptions
 
 from channels.backend import Event, EventQueue, Message, Restored
-from channels.redis_connection import CONNECTION_LOST, PubSubConnection, jittered_backoff
+from channels.redis_connection import CONNECTION_LOST, PubSubConnection, Timing
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +43,10 @@ class RedisBackend:
         connect_timeout: float = 5.0,
         max_pending: int = 10_000,
     ) -> None:
-        for name, value in [
-            ("backoff_initial", backoff_initial),
-            ("backoff_max", backoff_max),
-            ("idle_timeout", idle_timeout),
-            ("ping_timeout", ping_timeout),
-            ("connect_timeout", connect_timeout),
-            ("max_pending", max_pending),
-        ]:
-            if not value > 0:
-                raise ValueError(f"{name} must be greater than zero, got {value!r}.")
+        self._timing = Timing(backoff_initial, backoff_max, idle_timeout, ping_timeout, connect_timeout)
+        if not max_pending > 0:
+            raise ValueError(f"max_pending must be greater than zero, got {max_pending!r}.")
         self._client = client
-        self._backoff_initial = backoff_initial
-        self._backoff_max = max(backoff_max, backoff_initial)
-        self._idle_timeout = idle_timeout
-        self._ping_timeout = ping_timeout
-        self._connect_timeout = connect_timeout
         self._queue = EventQueue(max_pending)
         # Channels the consumer wants, whether or not the server has them right now.
         self._wanted: set[str] = set()
@@ -163,12 +151,7 @@ class RedisBackend:
 
     async def _open(self) -> tuple[PubSubConnection, tuple[str, ...]]:
         """Connect and resubscribe every wanted channel; return the channels sent."""
-        conn = await PubSubConnection.open(
-            self._client,
-            connect_timeout=self._connect_timeout,
-            idle_timeout=self._idle_timeout,
-            ping_timeout=self._ping_timeout,
-        )
+        conn = await PubSubConnection.open(self._client, self._timing)
         try:
             async with self._lock:
                 channels = tuple(sorted(self._wanted))
@@ -207,7 +190,7 @@ class RedisBackend:
                 conn = None
                 # A connection that stayed up for a while resets the backoff; one that drops right
                 # after connecting does not, so a flapping server cannot cause a resync storm.
-                if connected_at is not None and loop.time() - connected_at >= self._backoff_max:
+                if connected_at is not None and loop.time() - connected_at >= self._timing.backoff_max:
                     failures = 0
                 connected_at = None
                 delay = self._backoff(failures)
@@ -276,4 +259,4 @@ class RedisBackend:
         return conn
 
     def _backoff(self, failures: int) -> float:
-        return jittered_backoff(failures, self._backoff_initial, self._backoff_max)
+        return self._timing.backoff(failures)

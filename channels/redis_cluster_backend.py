@@ -28,7 +28,7 @@ import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from channels.backend import Event, EventQueue, Message, Restored
-from channels.redis_connection import CONNECTION_LOST, PubSubConnection, jittered_backoff
+from channels.redis_connection import CONNECTION_LOST, PubSubConnection, Timing
 
 logger = logging.getLogger(__name__)
 
@@ -75,23 +75,11 @@ class RedisClusterBackend:
         max_pending: int = 10_000,
         max_publishing: int = 32,
     ) -> None:
-        for name, value in [
-            ("max_publishing", max_publishing),
-            ("backoff_initial", backoff_initial),
-            ("backoff_max", backoff_max),
-            ("idle_timeout", idle_timeout),
-            ("ping_timeout", ping_timeout),
-            ("connect_timeout", connect_timeout),
-            ("max_pending", max_pending),
-        ]:
+        self._timing = Timing(backoff_initial, backoff_max, idle_timeout, ping_timeout, connect_timeout)
+        for name, value in [("max_pending", max_pending), ("max_publishing", max_publishing)]:
             if not value > 0:
                 raise ValueError(f"{name} must be greater than zero, got {value!r}.")
         self._cluster = cluster
-        self._backoff_initial = backoff_initial
-        self._backoff_max = max(backoff_max, backoff_initial)
-        self._idle_timeout = idle_timeout
-        self._ping_timeout = ping_timeout
-        self._connect_timeout = connect_timeout
         self._queue = EventQueue(max_pending)
         # Channels the consumer wants; each is either placed on a link or an orphan.
         self._wanted: set[str] = set()
@@ -247,12 +235,7 @@ class RedisClusterBackend:
     async def _open(self, node: ClusterNode) -> _Link:
         # A connection of the node's own class and settings (auth, TLS, timeouts), outside its pool.
         raw = node.connection_class(**node.connection_kwargs)
-        conn = await PubSubConnection.connect(
-            raw,
-            connect_timeout=self._connect_timeout,
-            idle_timeout=self._idle_timeout,
-            ping_timeout=self._ping_timeout,
-        )
+        conn = await PubSubConnection.connect(raw, self._timing)
         if self._stopped:
             await conn.close()
             raise redis.exceptions.ConnectionError("The Redis Cluster backend was stopped.")
@@ -404,9 +387,9 @@ class RedisClusterBackend:
             await self._repair_wanted.wait()
             # Only trouble after a quiet spell starts from the shortest backoff again: trouble soon
             # after a repair waits longer each time, so a flapping node cannot cause a resync storm.
-            if clean_since is not None and loop.time() - clean_since >= self._backoff_max:
+            if clean_since is not None and loop.time() - clean_since >= self._timing.backoff_max:
                 failures = 0
-            await asyncio.sleep(jittered_backoff(failures, self._backoff_initial, self._backoff_max))
+            await asyncio.sleep(self._timing.backoff(failures))
             failures += 1
             self._repair_wanted.clear()
             try:

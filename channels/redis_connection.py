@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, cast
 
 import redis.asyncio
@@ -20,6 +21,30 @@ from redis.backoff import NoBackoff
 
 # What counts as "the connection is gone".
 CONNECTION_LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How a backend keeps its pub/sub connections, in seconds: `idle_timeout` without any data sends a
+    PING, and no answer within `ping_timeout` counts as a lost (half-open) connection; a connection
+    attempt gives up after `connect_timeout`; reconnects wait `backoff_initial`, doubling, jittered,
+    at most `backoff_max` (never below `backoff_initial`)."""
+
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+    idle_timeout: float = 15.0
+    ping_timeout: float = 5.0
+    connect_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("backoff_initial", "backoff_max", "idle_timeout", "ping_timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be greater than zero, got {value!r}.")
+        object.__setattr__(self, "backoff_max", max(self.backoff_max, self.backoff_initial))
+
+    def backoff(self, failures: int) -> float:
+        return jittered_backoff(failures, self.backoff_initial, self.backoff_max)
 
 
 class Reply(NamedTuple):
@@ -69,38 +94,22 @@ class PubSubConnection:
         self._ping_sent = False
 
     @classmethod
-    async def open(
-        cls,
-        client: redis.asyncio.Redis,
-        *,
-        connect_timeout: float,
-        idle_timeout: float,
-        ping_timeout: float,
-    ) -> PubSubConnection:
+    async def open(cls, client: redis.asyncio.Redis, timing: Timing) -> PubSubConnection:
         raw = client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        return await cls.connect(
-            raw, connect_timeout=connect_timeout, idle_timeout=idle_timeout, ping_timeout=ping_timeout
-        )
+        return await cls.connect(raw, timing)
 
     @classmethod
-    async def connect(
-        cls,
-        connection: Any,
-        *,
-        connect_timeout: float,
-        idle_timeout: float,
-        ping_timeout: float,
-    ) -> PubSubConnection:
+    async def connect(cls, connection: Any, timing: Timing) -> PubSubConnection:
         """Take over `connection`, a fresh, unconnected redis-py asyncio `Connection`, and connect it."""
         raw = cast(_RawConnection, connection)
         # The caller's loop is the retry policy; redis-py's own would only delay noticing failure.
         raw.retry = Retry(NoBackoff(), 0)
         try:
-            await asyncio.wait_for(raw.connect(), connect_timeout)
+            await asyncio.wait_for(raw.connect(), timing.connect_timeout)
         except BaseException:
             await raw.disconnect(nowait=True)
             raise
-        return cls(raw, idle_timeout=idle_timeout, ping_timeout=ping_timeout)
+        return cls(raw, idle_timeout=timing.idle_timeout, ping_timeout=timing.ping_timeout)
 
     async def send(self, *args: str) -> None:
         """Send a command; its answer comes through `read()`."""

@@ -222,6 +222,8 @@ async def advance_version(
     instance.version += 1
     instance.updated_at = now
     after = step_states(derive_steps(instance.status, instance.current_step))
+    if after == list(before):
+        return ()  # a heartbeat, a stall, a step within the same UI step: the times stay as they are
     change = advance_timeline(instance.timeline, before, after, now)
     instance.timeline = change.times
     if change.started is not None:

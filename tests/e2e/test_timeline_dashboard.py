@@ -8,8 +8,6 @@ import asyncio
 import dataclasses
 import json
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from hub.app import create_app
 from hub.settings import Settings
 from tests.support.api import Api, token_for
 from tests.support.browser import ARTIFACTS, WORKFLOW, badge, card, expect_states, open_dashboard
-from tests.support.process import CLI_TIMEOUT, kit_environment, run_cli
+from tests.support.process import demo_process, kit_environment, run_cli
 from tests.support.server import serve_app
 from tests.support.ws import next_status, open_socket
 
@@ -482,26 +480,14 @@ async def test_screenshot_of_durations_and_a_stalled_agent(page: Page, api: Api,
 @pytest.mark.timeout(DEMO_SECONDS + 60)
 async def test_the_demo_shows_a_stalled_agent_and_usual_step_times(tmp_path: Path) -> None:
     """`status-hub demo` after its first runs: one agent stalled, and steps with the owner's usual time."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "demo", "--port", "0",
-        env=kit_environment(None), cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output: list[str] = []
-    try:
-        async with asyncio.timeout(CLI_TIMEOUT):
-            while not (found := re.search(r"(http://127\.0\.0\.1:\d+)/#token=(\S+)", "".join(output))):
-                line = await process.stdout.readline()
-                assert line, f"The demo ended before printing its dashboard URL:\n{''.join(output)}"
-                output.append(line.decode())
-        base, token = found[1], found[2]
-        async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
-            agents = (await client.get("/api/agents", headers={"Authorization": f"Bearer {token}"})).json()
+    async with demo_process(tmp_path) as demo:
+        auth = {"Authorization": f"Bearer {demo.token}"}
+        async with httpx.AsyncClient(base_url=demo.base, timeout=10.0) as client:
+            agents = (await client.get("/api/agents", headers=auth)).json()
         quiet = next(agent["id"] for agent in agents if agent["name"] == "gpu-worker")
         quiet_stalled = False
         usual: set[str] = set()  # the steps shown with a usual time
-        auth = {"Authorization": f"Bearer {token}"}
-        async with open_socket(base, "/api/ws", owner=None, headers=auth) as ws:
+        async with open_socket(demo.base, "/api/ws", owner=None, headers=auth) as ws:
             await ws.send(json.dumps({"type": "subscribe", "agentIds": [agent["id"] for agent in agents]}))
             # The quiet agent stops after about 10 s and is stalled 20 s later; the usual times need
             # five runs of a step, which the first round's back-to-back runs give within about a minute.
@@ -512,8 +498,4 @@ async def test_the_demo_shows_a_stalled_agent_and_usual_step_times(tmp_path: Pat
                         quiet_stalled = True
                         assert status["currentStep"] == "ansible_started", json.dumps(status)
                     usual |= {step["key"] for step in status["steps"] if step["expectedSeconds"] is not None}
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 0, "".join(output) + rest.decode()
+    assert demo.process.returncode == 0, "".join(demo.printed) + demo.rest

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.api import Api
-from tests.support.process import CLI_TIMEOUT, kit_environment, run_cli
+from tests.support.process import CLI_TIMEOUT, demo_process, kit_environment, run_cli
 from tests.support.ws import next_status, open_socket
 
 pytestmark = pytest.mark.e2e
@@ -88,23 +86,8 @@ async def test_simulate_without_the_right_secret_changes_nothing(
 
 
 async def test_the_demo_runs_workflows_a_dashboard_sees(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "demo", "--port", "0",
-        env=kit_environment(None), cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output: list[str] = []
-    try:
-        async with asyncio.timeout(CLI_TIMEOUT):
-            while not (found := re.search(r"(http://127\.0\.0\.1:\d+)/#token=(\S+)", "\n".join(output))):
-                line = await process.stdout.readline()
-                assert line, f"The demo ended before printing its dashboard URL:\n{''.join(output)}"
-                output.append(line.decode())
-        base, token = found[1], found[2]
-        while not (command := next((line for line in output if " simulate --url " in line), None)):
-            line = await process.stdout.readline()
-            assert line, f"The demo ended before printing its simulate command:\n{''.join(output)}"
-            output.append(line.decode())
+    async with demo_process(tmp_path) as demo:
+        command = (await demo.until_printed(r"[^\n]* simulate --url [^\n]*"))[0]
         # The printed command runs as printed, from any directory, without the venv on PATH.
         env = {k: v for k, v in kit_environment(None).items() if k != "PATH"} | {"PATH": "/usr/bin:/bin"}
         simulated = await asyncio.create_subprocess_shell(
@@ -113,22 +96,19 @@ async def test_the_demo_runs_workflows_a_dashboard_sees(tmp_path: Path) -> None:
         )  # fmt: skip
         said, _ = await asyncio.wait_for(simulated.communicate(), CLI_TIMEOUT)
         assert simulated.returncode == 0, said.decode()
-        async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        async with httpx.AsyncClient(base_url=demo.base, timeout=10.0) as client:
             page = await client.get("/")
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-            listed = await client.get("/api/agents", headers={"Authorization": f"Bearer {token}"})
+            listed = await client.get("/api/agents", headers={"Authorization": f"Bearer {demo.token}"})
             agents = listed.json()
             assert len(agents) >= 4
         ids = [agent["id"] for agent in agents]
-        async with open_socket(base, "/api/ws", owner=None, headers={"Authorization": f"Bearer {token}"}) as ws:
+        auth = {"Authorization": f"Bearer {demo.token}"}
+        async with open_socket(demo.base, "/api/ws", owner=None, headers=auth) as ws:
             await ws.send(json.dumps({"type": "subscribe", "agentIds": ids}))
             async with asyncio.timeout(30):
                 while (await next_status(ws, timeout=30))["status"] == "pending":
                     pass  # snapshots of queued agents; wait for a workflow to move one
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)  # what Ctrl-C does
-        rest, _ = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 0, "".join(output) + rest.decode()
-    assert "Demo stopped" in rest.decode()
+    assert demo.process.returncode == 0, "".join(demo.printed) + demo.rest
+    assert "Demo stopped" in demo.rest
     assert not entries(tmp_path), "The demo must leave nothing in the working directory."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -40,6 +41,48 @@ async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+@dataclass
+class Demo:
+    """A running `status-hub demo`: everything it printed so far, and its dashboard's URL and token."""
+
+    process: asyncio.subprocess.Process
+    printed: list[str]
+    base: str = ""
+    token: str = ""
+    # What it printed after it was asked to stop (Ctrl-C).
+    rest: str = ""
+
+    async def until_printed(self, pattern: str) -> re.Match[str]:
+        """Read its output until ``pattern`` is found in it (bounded by CLI_TIMEOUT); the match."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(CLI_TIMEOUT):
+            while not (found := re.search(pattern, "".join(self.printed))):
+                line = await self.process.stdout.readline()
+                assert line, f"The demo ended before printing {pattern!r}:\n{''.join(self.printed)}"
+                self.printed.append(line.decode())
+        return found
+
+
+@asynccontextmanager
+async def demo_process(cwd: Path) -> AsyncIterator[Demo]:
+    """`status-hub demo` on a free port in ``cwd``, once it printed its dashboard link; stopped with
+    SIGINT (what Ctrl-C does) when the block ends, its last words in ``rest``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "demo", "--port", "0",
+        env=kit_environment(None), cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    demo = Demo(process, [])
+    try:
+        found = await demo.until_printed(r"(http://127\.0\.0\.1:\d+)/#token=(\S+)")
+        demo.base, demo.token = found[1], found[2]
+        yield demo
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 20)
+        demo.rest = rest.decode()
 
 
 def hub_environment(settings: Settings, **extra: str) -> dict[str, str]:

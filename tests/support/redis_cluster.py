@@ -32,7 +32,7 @@ import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from tests.support.redis_server import _answers_ping
+from tests.support.redis_server import answers_ping, spawn_redis_server
 
 __all__ = ["LocalCluster", "SharedCluster", "cluster_client"]
 
@@ -88,27 +88,14 @@ class LocalCluster:
         for port in self.ports:
             directory = Path(self._tmp.name) / str(port)
             directory.mkdir()
-            argv = [
-                "--port", str(port),
-                "--bind", HOST,
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(directory),
-                "--logfile", str(directory / "redis.log"),
-                "--daemonize", "no",
+            self._processes[port] = await spawn_redis_server(
+                self._server, HOST, port, directory,
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(directory / "nodes.conf"),
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-            ]  # fmt: skip
-            self._processes[port] = await asyncio.create_subprocess_exec(
-                self._server,
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
+            )  # fmt: skip
         for port in self.ports:
-            while not await _answers_ping(HOST, port):
+            while not await answers_ping(HOST, port):
                 if self._processes[port].returncode is not None:
                     raise RuntimeError(f"A cluster node exited while starting on port {port} (is the port taken?).")
                 await asyncio.sleep(0.02)  # a readiness probe: the server gives no other signal

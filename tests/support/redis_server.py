@@ -75,22 +75,7 @@ class RedisServer:
             self.port = _free_port(self.host)
         directory = Path(self._tmp.name)
         log = directory / "redis.log"
-        argv = [
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(directory),
-            "--logfile", str(log),
-            "--daemonize", "no",
-        ]  # fmt: skip
-        self._process = await asyncio.create_subprocess_exec(
-            self._executable,
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        self._process = await spawn_redis_server(self._executable, self.host, self.port, directory)
         try:
             await asyncio.wait_for(self._wait_ready(), self._startup_timeout)
         except BaseException as exc:
@@ -143,13 +128,13 @@ class RedisServer:
                     f"The private redis-server exited with code {self._process.returncode} while "
                     f"starting on port {self.port} (is the port taken?)."
                 )
-            if await _answers_ping(self.host, self.port):
+            if await answers_ping(self.host, self.port):
                 return
             # A readiness probe, not synchronisation: the server gives no other signal.
             await asyncio.sleep(0.02)
 
 
-async def _answers_ping(host: str, port: int) -> bool:
+async def answers_ping(host: str, port: int) -> bool:
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
@@ -171,3 +156,27 @@ def _free_port(host: str) -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+async def spawn_redis_server(
+    executable: str, host: str, port: int, directory: Path, *options: str
+) -> asyncio.subprocess.Process:
+    """A redis-server in the foreground on ``host:port`` with ``options`` on top: nothing persisted,
+    its files and its log (``redis.log``) in ``directory``."""
+    argv = [
+        "--port", str(port),
+        "--bind", host,
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(directory),
+        "--logfile", str(directory / "redis.log"),
+        "--daemonize", "no",
+        *options,
+    ]  # fmt: skip
+    return await asyncio.create_subprocess_exec(
+        executable,
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
