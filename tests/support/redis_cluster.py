@@ -93,6 +93,8 @@ class LocalCluster:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(directory / "nodes.conf"),
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                # A primary waits 5 s by default before the first sync, for more replicas to join it.
+                "--repl-diskless-sync-delay", "0",
             )  # fmt: skip
         for port in self.ports:
             while not await answers_ping(HOST, port):
@@ -108,6 +110,17 @@ class LocalCluster:
         if create.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{output.decode(errors='replace')[-2000:]}")
         await self.wait_consistent()
+        await self._wait_replicas_synced()
+
+    async def _wait_replicas_synced(self) -> None:
+        """Until every replica's link to its primary is up. A replica that never synced counts its data as
+        infinitely old and refuses to take over, so a primary killed before then would never fail over."""
+        for port in self.ports:
+            async with self.node(port) as client:
+                while (info := await client.info("replication"))["role"] == "slave":
+                    if info.get("master_link_status") == "up":
+                        break
+                    await asyncio.sleep(0.05)  # replication gives no event to await
 
     async def wait_consistent(self, timeout: float = 20.0) -> None:
         """Until every live node says the cluster is ok and all agree on who owns every slot."""
