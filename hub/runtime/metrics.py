@@ -84,6 +84,15 @@ class Metrics:
         self.reconcile_repairs_total = Counter(
             "statushub_reconcile_repairs", "Sockets the reconcile found behind and repaired.", registry=registry
         )
+        self.silent_workflows = Counter(
+            "statushub_silent_workflows",
+            "Workflows the stall watch changed, by outcome: stalled, or failed as presumed lost.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.silent_outcomes = {
+            outcome: self.silent_workflows.labels(outcome) for outcome in ("stalled", "presumed_lost")
+        }
         self.publish_failures_total = Counter(
             "statushub_publish_failures", "Publishes to the broker that failed.", registry=registry
         )

@@ -84,10 +84,12 @@ async def watch_once(hub: Hub, silences: Silences, listening_since: datetime) ->
                 continue
             changed += 1
             agent_id = str(instance.agent_id)
+            lost = instance.status == "failed"
+            hub.metrics.silent_outcomes["presumed_lost" if lost else "stalled"].inc()
             log.info(
                 "The workflow of job %s is %s (version %d).",
                 job_id,
-                "presumed lost" if instance.status == "failed" else "stalled",
+                "presumed lost" if lost else "stalled",
                 instance.version,
                 extra=log_fields(agent_id=agent_id, job_id=job_id),
             )

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels import Broker, MemoryBackend
@@ -19,6 +18,7 @@ from hub.settings import Settings
 from tests.support.api import Api
 from tests.support.config import ADMIN_TOKEN
 from tests.support.live import live_hub
+from tests.support.metrics import Samples, metrics_of, value
 from tests.support.process import hub_environment, hub_process
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
@@ -34,6 +34,7 @@ REQUIRED_METRICS = {
     "statushub_slow_socket_closes",
     "statushub_resyncs",
     "statushub_reconcile_repairs",
+    "statushub_silent_workflows",
     "statushub_publish_failures",
     "statushub_publish_backlog",
     "statushub_redis_connected",
@@ -42,27 +43,9 @@ REQUIRED_METRICS = {
     "statushub_http_request_duration_seconds",
 }
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> tuple[set[str], Samples]:
-    families = list(text_string_to_metric_families(text))
-    samples: Samples = {}
-    for family in families:
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return {family.name for family in families}, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
 
 async def scrape(client: httpx.AsyncClient, **headers: str) -> Samples:
-    response = await client.get("/metrics", headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    names, samples = parse(response.text)
+    names, samples = await metrics_of(client, **headers)
     assert names >= REQUIRED_METRICS, REQUIRED_METRICS - names
     return samples
 

@@ -28,6 +28,7 @@ from persistence.silences import silent_jobs
 from tests.support.api import Api, token_for
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
 from tests.support.live import live_hub
+from tests.support.metrics import metrics_of, value
 from tests.support.process import hub_environment, hub_process
 from tests.support.ws import next_status, open_socket
 
@@ -194,6 +195,7 @@ async def test_a_socket_sees_a_stall_its_clearing_and_the_timeout_failure(
 ) -> None:
     async with live_hub(settings, **SILENCES) as (base, _hub, api):
         agent_id, job_id = await api.new_job()
+        _, before = await metrics_of(api.client)
         async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:
             pending = await next_status(ws)
             assert pending["version"] == 1 and pending["stalledSince"] is None
@@ -225,6 +227,10 @@ async def test_a_socket_sees_a_stall_its_clearing_and_the_timeout_failure(
         # The job failed too, and a late callback changes nothing.
         late = (await api.callback({"job_id": job_id, "status": "running"})).json()
         assert late["applied"] is False
+        _, after = await metrics_of(api.client)
+        for outcome, count in {"stalled": 2, "presumed_lost": 1}.items():
+            counted = value(after, "statushub_silent_workflows_total", outcome=outcome)
+            assert counted - value(before, "statushub_silent_workflows_total", outcome=outcome) == count, outcome
 
         history = (await _history(api.client, agent_id)).json()
     kinds = [(item["kind"], item["status"], item["version"]) for item in history["events"]]
@@ -270,6 +276,7 @@ async def test_two_replicas_never_stall_or_fail_an_instance_twice(settings: Sett
         hub_process(env) as first,
         hub_process(env) as second,
         httpx.AsyncClient(base_url=first.base) as client,
+        httpx.AsyncClient(base_url=second.base) as other,
     ):
         api = Api(client)
         agents = [await api.new_job() for _ in range(12)]
@@ -281,6 +288,10 @@ async def test_two_replicas_never_stall_or_fail_an_instance_twice(settings: Sett
                     status = await next_status(ws, 30)
                     if status["status"] == "failed":
                         failed.add(status["agentId"])
+        # Each change counted once, by the replica that made it.
+        scraped = [(await metrics_of(client))[1], (await metrics_of(other))[1]]
+        for outcome in ("stalled", "presumed_lost"):
+            assert sum(value(samples, "statushub_silent_workflows_total", outcome=outcome) for samples in scraped) == 12
     async with clean_db.connect() as connection:
         rows = (await connection.execute(select(CallbackEvent.job_id, CallbackEvent.kind, CallbackEvent.version))).all()
     for _agent_id, job_id in agents:
