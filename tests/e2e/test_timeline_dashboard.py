@@ -327,19 +327,7 @@ async def test_the_timeline_opens_and_pages_through_the_agents_events(
     await expect_states(page, agent_id, ("completed",) * 5, LIVE_MS)
     await expect(card(page, agent_id).locator(".stall")).to_be_hidden()
 
-    # What the hub holds, newest first, every page of it.
-    expected: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        reply = await api.client.get(
-            f"/api/agents/{agent_id}/events",
-            params={"limit": 200, **({"before": cursor} if cursor else {})},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert reply.status_code == 200, reply.text
-        expected += reply.json()["events"]
-        if (cursor := reply.json()["next"]) is None:
-            break
+    expected = await history(api, agent_id, token)
     assert len(expected) > 25, f"Expected more events than one page of the dialog; got {len(expected)}."
 
     opener = card(page, agent_id).get_by_role("button", name="Timeline of timeline-agent")
@@ -352,12 +340,8 @@ async def test_the_timeline_opens_and_pages_through_the_agents_events(
     await expect(events).to_have_count(25, timeout=LIVE_MS)
     await expect(events.first).to_have_attribute("data-event-id", expected[0]["id"])
     await expect(older).to_be_visible()
-    while await older.is_visible():
-        shown = await events.count()
-        await older.click()
-        await expect(events).not_to_have_count(shown, timeout=LIVE_MS)
-    await expect(events).to_have_count(len(expected))
-    assert [await item.get_attribute("data-event-id") for item in await events.all()] == [e["id"] for e in expected]
+    await load_every_page(dialog)
+    assert await shown_ids(dialog) == [e["id"] for e in expected]
     await expect(dialog.locator('li.event[data-kind="stalled"]')).to_have_count(1)
     await expect(dialog.locator('li.event[data-kind="stalled"] .event-kind')).to_have_text("Stalled")
     await expect(dialog.locator('li.event[data-kind="resumed"]')).to_have_count(1)
@@ -371,6 +355,85 @@ async def test_the_timeline_opens_and_pages_through_the_agents_events(
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     await expect(opener).to_be_focused()
+
+
+async def history(api: Api, agent_id: str, token: str) -> list[dict[str, Any]]:
+    """What the hub holds of the agent's history, newest first, every page of it."""
+    events: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        reply = await api.client.get(
+            f"/api/agents/{agent_id}/events",
+            params={"limit": 200, **({"before": cursor} if cursor else {})},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert reply.status_code == 200, reply.text
+        events += reply.json()["events"]
+        if (cursor := reply.json()["next"]) is None:
+            return events
+
+
+async def load_every_page(dialog: Locator) -> None:
+    """Click "Load older events" until the dialog shows every event."""
+    events = dialog.locator("li.event")
+    older = dialog.get_by_role("button", name="Load older events")
+    while await older.is_visible():
+        shown = await events.count()
+        await older.click()
+        await expect(events).not_to_have_count(shown, timeout=LIVE_MS)
+    await expect(dialog.locator(".timeline-state")).to_contain_text("that is all of them")
+
+
+async def shown_ids(dialog: Locator) -> list[str | None]:
+    return [await item.get_attribute("data-event-id") for item in await dialog.locator("li.event").all()]
+
+
+async def test_an_open_timeline_adds_what_happens_while_it_is_open(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    agent = await api.create_agent(owner, name="live-history")
+    agent_id = agent["id"]
+    token = token_for(owner)
+    job_id = (await api.provision(agent_id))["jobId"]
+    await send(api, job_id, WORKFLOW[0][0])
+    await open_dashboard(page, quick_hub, token)
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    await card(page, agent_id).get_by_role("button", name="Timeline of live-history").click()
+    dialog = page.get_by_role("dialog", name="Timeline")
+    events = dialog.locator("li.event")
+    state = dialog.locator(".timeline-state")
+    await expect(events).to_have_count(len(await history(api, agent_id, token)), timeout=LIVE_MS)
+
+    # A callback while it is open: its event goes on top, and the count says so.
+    await send(api, job_id, WORKFLOW[1][0])
+    expected = await history(api, agent_id, token)
+    await expect(events.first).to_have_attribute("data-event-id", expected[0]["id"], timeout=LIVE_MS)
+    await expect(state).to_contain_text("1 new event")
+    assert await shown_ids(dialog) == [e["id"] for e in expected]
+    # So does the stall watch's change when the workflow goes quiet.
+    await expect(events.first).to_have_attribute("data-kind", "stalled", timeout=STALL_MS)
+
+    # More than a page happens while the dialog's look for news is held up: the list starts over from
+    # the newest page and pages on from there, every event once, none missing.
+    held = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        await held.wait()
+        await route.continue_()
+
+    await page.route(re.compile(rf"/api/agents/{agent_id}/events(\?|$)"), hold)
+    await send(api, job_id, *(body for body, _ in WORKFLOW[1:]))
+    for _ in range(4):
+        job_id = (await api.provision(agent_id))["jobId"]
+        await send(api, job_id, *(body for body, _ in WORKFLOW))
+    await expect_states(page, agent_id, ("completed",) * 5, LIVE_MS)
+    expected = await history(api, agent_id, token)
+    assert len(expected) > 25 + len(await shown_ids(dialog)), "Expected more news than one page holds."
+    held.set()
+    await expect(events.first).to_have_attribute("data-event-id", expected[0]["id"], timeout=LIVE_MS)
+    await expect(events).to_have_count(25)
+    await load_every_page(dialog)
+    assert await shown_ids(dialog) == [e["id"] for e in expected]
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,7 @@ function renderStatus(status) {
   refreshTimes(card, now);
   refreshStall(card, now);
   refreshOverview();
+  timeline.refresh(status.agentId);
 }
 
 function tick() {

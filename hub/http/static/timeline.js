@@ -1,5 +1,6 @@
 // An agent's timeline: its history from GET /api/agents/{id}/events in a modal dialog, newest first,
-// a page at a time. Everything from the server is inserted as text, never as HTML.
+// a page at a time, and kept current while open: each new version of the agent adds the events
+// since the newest shown at the top. Everything from the server is inserted as text, never as HTML.
 import { AuthError } from "./statushub.js";
 import { parseTime } from "./durations.js";
 
@@ -27,6 +28,11 @@ export class TimelineDialog {
     // Each open (and each page asked for) gets a number: an answer for an older one is dropped,
     // so a slow page of one agent never lands in the list of the next agent opened.
     this.request = 0;
+    // Each open gets a number too; a refresh belongs to the open it started in.
+    this.opened = 0;
+    this.firstPageShown = false;
+    this.refreshing = null; // the open whose refresh is in flight, or null
+    this.refreshAgain = false; // a version came while one was in flight, or before the first page
     this.list = dialog.querySelector(".events");
     this.state = dialog.querySelector(".timeline-state");
     this.older = dialog.querySelector(".timeline-older");
@@ -39,6 +45,7 @@ export class TimelineDialog {
     this.retry.addEventListener("click", () => this.#load());
     dialog.addEventListener("close", () => {
       this.request += 1;
+      this.opened += 1;
       this.agentId = null;
       this.opener?.focus();
       this.opener = null;
@@ -54,6 +61,9 @@ export class TimelineDialog {
     this.agentId = agentId;
     this.next = null;
     this.opener = opener;
+    this.opened += 1;
+    this.firstPageShown = false;
+    this.refreshAgain = false;
     this.dialog.querySelector(".timeline-agent").textContent = agentName;
     this.dialog.dataset.agentId = agentId;
     this.list.replaceChildren();
@@ -99,9 +109,81 @@ export class TimelineDialog {
     this.older.hidden = this.next === null;
     this.older.disabled = false;
     this.#keepFocus();
+    this.#sayCount();
+    if (before === null) {
+      this.firstPageShown = true;
+      // A version that came while the first page loaded may have been answered before its event.
+      if (this.refreshAgain) this.refresh(agentId);
+    }
+  }
+
+  /** A newer version of `agentId` arrived: when its timeline is open, add its new events on top. */
+  refresh(agentId) {
+    if (agentId !== this.agentId) return;
+    if (!this.firstPageShown || this.refreshing === this.opened) {
+      this.refreshAgain = true; // one more look once the first page or the refresh in flight is done
+      return;
+    }
+    this.#refresh();
+  }
+
+  async #refresh() {
+    const opened = this.opened;
+    const agentId = this.agentId;
+    this.refreshing = opened;
+    try {
+      do {
+        this.refreshAgain = false;
+        let page;
+        try {
+          page = await this.client.listEvents(agentId, { limit: PAGE_SIZE });
+        } catch (error) {
+          if (opened !== this.opened) return;
+          if (error instanceof AuthError) {
+            this.dialog.close();
+            this.onAuthError(error);
+          }
+          // Anything else: what is shown stays, and the agent's next version looks again.
+          return;
+        }
+        if (opened !== this.opened) return;
+        this.#merge(page);
+      } while (this.refreshAgain);
+    } finally {
+      if (this.refreshing === opened) this.refreshing = null;
+    }
+  }
+
+  // The events of the newest page that are newer than the newest shown go on top. When all of them
+  // are, more happened than a page holds: the list starts over from that page (its "older" cursor
+  // included), and a page of older events still loading for the list before is dropped.
+  #merge(page) {
+    const newest = this.list.firstElementChild?.dataset.eventId;
+    const fresh = newest === undefined ? page.events : page.events.filter((e) => BigInt(e.id) > BigInt(newest));
+    if (fresh.length === 0) return;
+    if (newest === undefined || (fresh.length === page.events.length && page.next)) {
+      this.request += 1;
+      this.list.replaceChildren(...page.events.map(eventItem));
+      this.next = page.next ?? null;
+      this.older.hidden = this.next === null;
+      this.older.disabled = false;
+      this.retry.hidden = true;
+      this.#keepFocus();
+    } else {
+      this.list.prepend(...fresh.map(eventItem));
+    }
+    this.#sayCount(fresh.length);
+  }
+
+  #sayCount(added = 0) {
     const count = this.list.children.length;
-    if (count === 0) this.#say("No events yet: nothing has been reported for this agent.");
-    else this.#say(`${count} ${count === 1 ? "event" : "events"}, newest first${this.next === null ? "; that is all of them." : "."}`);
+    if (count === 0) {
+      this.#say("No events yet: nothing has been reported for this agent.");
+      return;
+    }
+    const news = added === 0 ? "" : `${added} new ${added === 1 ? "event" : "events"}; `;
+    const all = this.next === null ? "; that is all of them." : ".";
+    this.#say(`${news}${count} ${count === 1 ? "event" : "events"}, newest first${all}`);
   }
 
   // A button that was clicked and is now hidden (Try again after it worked, Load older events after
