@@ -13,8 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.app import create_app
-from hub.runtime.retention import prune_once
+from hub.runtime.retention import _PRUNE_LOCK_KEY, prune_once
 from hub.runtime.schema import upgrade_database
+from hub.runtime.timers import one_replica
 from hub.settings import Settings
 from persistence import make_engine
 from tests.support.api import Api
@@ -122,6 +123,22 @@ async def test_the_embedded_default_prunes_too(tmp_path: Path) -> None:
         assert await _count(engine) == 0
     finally:
         await engine.dispose()
+
+
+async def test_one_process_prunes_a_shared_sqlite_file_at_a_time(tmp_path: Path) -> None:
+    # Workers of `serve --workers N` on SQLite share the file: a lock beside it stands in for
+    # Postgres's advisory lock (here another engine on the same file holds it).
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    engine, other = make_engine(url), make_engine(url)
+    try:
+        await upgrade_database(engine)
+        async with other.connect() as connection, one_replica(connection, _PRUNE_LOCK_KEY) as mine:
+            assert mine
+            assert await prune_once(engine, retention=1) is None  # another process is at it
+        assert await prune_once(engine, retention=1) == 0
+    finally:
+        await engine.dispose()
+        await other.dispose()
 
 
 def _client(app: Litestar) -> httpx.AsyncClient:
