@@ -39,33 +39,36 @@ async def repeat(interval: float, once: Callable[[], Awaitable[object]], doing: 
 
 @asynccontextmanager
 async def one_replica(connection: AsyncConnection, key: int) -> AsyncIterator[bool]:
-    """Whether this replica holds the lock ``key`` for the block, released after it. On Postgres a
-    session advisory lock (it spans the block's own transactions). SQLite has no such lock, so
-    processes sharing a database file (``serve --workers N`` on SQLite with Redis, or several
+    """Whether this replica holds the lock ``key`` for the block, released after it. The block's last
+    transaction is rolled back first, should it have failed midway."""
+    async with _replica_lock(connection, key) as locked:
+        if not locked:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await connection.rollback()
+
+
+@asynccontextmanager
+async def _replica_lock(connection: AsyncConnection, key: int) -> AsyncIterator[bool]:
+    """On Postgres a session advisory lock (it spans the block's own transactions). SQLite has no such
+    lock, so processes sharing a database file (``serve --workers N`` on SQLite with Redis, or several
     replicas on one host) take an exclusive file lock beside it instead; an in-memory database
-    belongs to one process. The block's last transaction is rolled back first, should it have failed
-    midway."""
+    belongs to one process."""
     if connection.dialect.name != "postgresql":
         with _file_lock(connection.engine.url.database, key) as locked:
-            if not locked:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                await connection.rollback()
+            yield locked
         return
     locked = bool(await connection.scalar(_TRY_LOCK, {"key": key}))
     await connection.commit()
-    if not locked:
-        yield False
-        return
     try:
-        yield True
+        yield locked
     finally:
-        await connection.rollback()
-        await connection.execute(_UNLOCK, {"key": key})
-        await connection.commit()
+        if locked:
+            await connection.execute(_UNLOCK, {"key": key})
+            await connection.commit()
 
 
 @contextmanager
