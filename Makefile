@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/status-hub serve
 
+# The bench's peers (Litestar's ChannelsPlugin, Django Channels) get venvs of their own, pinned in
+# bench/peers/requirements-*.txt; installed once, and again only when those files change.
 test: $(STAMP)
+	$(BIN)/python -m bench venvs
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
