@@ -18,9 +18,9 @@ from hub.settings import Settings
 from tests.support.api import Api
 from tests.support.config import ADMIN_TOKEN
 from tests.support.live import live_hub
-from tests.support.metrics import Samples, metrics_of, value
 from tests.support.process import hub_environment, hub_process
 from tests.support.redis_server import RedisServer
+from tests.support.scrape import Samples, metrics_of, value
 from tests.support.waiting import wait_until
 from tests.support.ws import next_status, open_socket
 

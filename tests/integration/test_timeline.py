@@ -28,8 +28,8 @@ from persistence.silences import silent_jobs
 from tests.support.api import Api, token_for
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
 from tests.support.live import live_hub
-from tests.support.metrics import metrics_of, value
 from tests.support.process import hub_environment, hub_process
+from tests.support.scrape import metrics_of, value
 from tests.support.ws import next_status, open_socket
 
 KEYS = ("queued", "creating_server", "installing_dependencies", "configuring_agent", "running")
