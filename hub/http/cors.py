@@ -15,7 +15,8 @@ CORS_ROUTES: Final = frozenset({"/api/agents", "/api/agents/{agent_id}/instance"
 CORS_PREFIXES: Final = ("/static/",)
 ALLOWED_METHODS: Final = "GET, HEAD"
 ALLOWED_HEADERS: Final = "Authorization, If-None-Match"
-EXPOSED_HEADERS: Final = "ETag"
+# ETag for conditional polls; Date so that statushub.js can tell how far the browser's clock is off.
+EXPOSED_HEADERS: Final = "ETag, Date"
 # Seconds a browser may keep a preflight's answer.
 PREFLIGHT_MAX_AGE: Final = "600"
 

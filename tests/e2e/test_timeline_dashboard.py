@@ -8,7 +8,9 @@ import asyncio
 import dataclasses
 import json
 import re
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,25 @@ async def test_completed_steps_show_their_durations_and_the_active_step_ticks(
     await expect(step(page, agent_id, "configuring_agent").locator(".step-time")).to_have_text(
         re.compile(f"^{DURATION}$")
     )
+
+
+async def test_a_browser_whose_clock_is_an_hour_ahead_still_shows_true_times(
+    page: Page, api: Api, quick_hub: str, owner: str
+) -> None:
+    # On the browser's own clock every step would have been running for an hour, every silence too.
+    await page.clock.set_system_time(datetime.now(UTC) + timedelta(hours=1))
+    agent_id, job_id = await api.new_job(owner)
+    await send(api, job_id, *(body for body, _ in WORKFLOW[:2]))  # Installing Dependencies is active
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect_states(page, agent_id, WORKFLOW[1][1], LIVE_MS)
+    assert await page.evaluate("Date.now()") - time.time() * 1000 > 3_500_000, "The browser's clock is not ahead."
+
+    await expect(step(page, agent_id, "installing_dependencies").locator(".step-time")).to_have_text(
+        re.compile(r"^\d+ s$")
+    )
+    notice = card(page, agent_id).locator(".stall")
+    await expect(notice).to_be_visible(timeout=STALL_MS)
+    await expect(notice.locator(".stall-text")).to_have_text(re.compile(r"^No word from the workflow for \d+ s\.$"))
 
 
 async def test_a_step_the_failure_ended_shows_when_it_started_not_a_duration(

@@ -37,7 +37,7 @@ async def test_reads_answer_preflights_and_carry_the_origin(api: Api, path: str)
     )
     assert read.status_code == 200
     assert read.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
-    assert read.headers["access-control-expose-headers"] == "ETag"
+    assert read.headers["access-control-expose-headers"] == "ETag, Date"
     assert "Origin" in read.headers["vary"]
 
     for refused in (

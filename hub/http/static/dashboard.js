@@ -160,7 +160,7 @@ function renderStatus(status) {
   renderStall(card, parseTime(status.stalledSince), before, firstRender);
   $(".version", element).textContent = `v${status.version}`;
   $(".version", element).title = `Status version ${status.version}, updated ${status.updatedAt}`;
-  const now = Date.now();
+  const now = client.serverNow();
   refreshHeartbeat(card);
   refreshTimes(card, now);
   refreshStall(card, now);
@@ -169,7 +169,7 @@ function renderStatus(status) {
 }
 
 function tick() {
-  const now = Date.now();
+  const now = client.serverNow();
   for (const card of cards.values()) {
     refreshHeartbeat(card);
     refreshTimes(card, now);
@@ -329,8 +329,8 @@ function refreshHeartbeat(card) {
     delete element.dataset.stale;
     return;
   }
-  // Clamped at 0: the browser's clock may run a little behind the hub's.
-  const seconds = Math.max(0, Math.round((Date.now() - card.heartbeatAt) / 1000));
+  // Clamped at 0: the clock offset is known to about a second.
+  const seconds = Math.max(0, Math.round((client.serverNow() - card.heartbeatAt) / 1000));
   setText(element, `last heartbeat ${ago(seconds)}`);
   element.title = new Date(card.heartbeatAt).toLocaleString();
   const alive = card.element.dataset.status === "running" || card.element.dataset.status === "provisioning";

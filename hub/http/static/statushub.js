@@ -5,6 +5,7 @@
 //   const agents = await hub.listAgents();   // [{id, name, status}], status may be null
 //   hub.watch(agents.map((a) => a.id));
 //   const { events, next } = await hub.listEvents(agents[0].id);   // its history, newest first
+//   const elapsed = hub.serverNow() - Date.parse(step.startedAt);  // the hub's clock, not the browser's
 //
 // Every status carries a per-agent `version`; the client hands on only versions newer than the
 // last one it delivered, whichever path (socket, poll, list) brought them.
@@ -16,6 +17,10 @@ const CLOSE_UNAVAILABLE = 4503;
 const CLOSE_TOO_SLOW = 4408;
 const CLOSE_SERVICE_RESTART = 1012;
 const CLOSE_SILENT = 4000; // our own: the server stopped talking (no ping within the deadline)
+// The Date header has whole seconds: clocks within this of each other are taken to agree, and a
+// new reading within CLOCK_STEP_MS of the offset in use leaves it (so times shown do not jitter).
+const CLOCK_SLACK_MS = 2000;
+const CLOCK_STEP_MS = 1000;
 
 /** Thrown by listAgents() (and reported through onError with code 4401) when the token is refused. */
 export class AuthError extends Error {}
@@ -58,6 +63,8 @@ export class StatusHubClient {
     this.pollGeneration = 0;
     this.closed = false;
     this.socketRefused = false;
+    // How far the hub's clock is ahead of this browser's, read from the Date header of its answers.
+    this.clockOffsetMs = 0;
     this.timers = { reconnect: 0, poll: 0, silence: 0, stable: 0 };
     this.onOnline = () => this.#reconnectNow();
     window.addEventListener("online", this.onOnline);
@@ -66,6 +73,15 @@ export class StatusHubClient {
   /** The current connection state: "live", "reconnecting", "polling" or "offline". */
   get connection() {
     return this.state;
+  }
+
+  /**
+   * The hub's time now, in milliseconds since the epoch: this browser's clock corrected by the offset
+   * read from the hub's answers. Compare the hub's times with it ("running for 2 min"), so that a
+   * browser whose clock is minutes off still shows true durations.
+   */
+  serverNow() {
+    return Date.now() + this.clockOffsetMs;
   }
 
   /** The token owner's agents, `[{id, ownerId, name, createdAt, status}]`; their statuses count as delivered. */
@@ -338,13 +354,26 @@ export class StatusHubClient {
     this.handlers.onError(error);
   }
 
-  #get(path, headers = {}) {
-    return fetch(this.baseUrl + path, {
+  async #get(path, headers = {}) {
+    const sent = Date.now();
+    const response = await fetch(this.baseUrl + path, {
       headers: { Accept: "application/json", Authorization: `Bearer ${this.token}`, ...headers },
       // We send If-None-Match ourselves and want the 304, not the browser cache's copy.
       cache: "no-store",
       credentials: "omit",
     });
+    this.#readClock(response.headers.get("Date"), sent, Date.now());
+    return response;
+  }
+
+  // The hub read its clock somewhere in the second its Date header names, at about the middle of the
+  // round trip. No header (another origin that does not expose it), no reading.
+  #readClock(date, sent, received) {
+    const hub = date ? Date.parse(date) : Number.NaN;
+    if (Number.isNaN(hub)) return;
+    let offset = hub + 500 - (sent + received) / 2;
+    if (Math.abs(offset) < CLOCK_SLACK_MS) offset = 0;
+    if (Math.abs(offset - this.clockOffsetMs) >= CLOCK_STEP_MS) this.clockOffsetMs = Math.round(offset);
   }
 
   async #httpError(response, what) {
