@@ -128,10 +128,13 @@ class AgentInstance(Timestamped, Base):
     last_callback_at: Mapped[datetime | None]
     # Set (to last_callback_at) when the workflow has been silent too long; the next word clears it.
     stalled_since: Mapped[datetime | None]
+    # When a newer provisioning of the agent replaced this instance; the stall watch no longer looks at it.
+    superseded_at: Mapped[datetime | None]
 
 
 # The stall watch's two questions, each answered from a small partial index: provisionings (pending or
-# provisioning) by their last word, and running agents that heartbeat and are not yet marked stalled.
+# provisioning) by their last word, and running agents that heartbeat, are not yet marked stalled and
+# were not provisioned again since (a provisioning in progress cannot be superseded).
 _SILENT_PROVISIONING = AgentInstance.status.in_(sorted(ACTIVE_INSTANCE_STATUSES))
 Index(
     "ix_agent_instances_silent_provisioning",
@@ -143,6 +146,7 @@ _SILENT_RUNNING = (
     (AgentInstance.status == "running")
     & AgentInstance.last_heartbeat_at.is_not(None)
     & AgentInstance.stalled_since.is_(None)
+    & AgentInstance.superseded_at.is_(None)
 )
 Index(
     "ix_agent_instances_silent_running",

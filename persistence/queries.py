@@ -102,6 +102,8 @@ async def start_provisioning(
         created_at=now,
         updated_at=now,
     )
+    if previous is not None:
+        previous.superseded_at = now
     session.add(job)
     await session.flush()
     session.add(instance)

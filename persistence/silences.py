@@ -22,6 +22,8 @@ def _inline(name: str, value: Any) -> Any:
 
 
 def _silent(*conditions: Any) -> Any:
+    # superseded_at says it where this version of the hub wrote the row; "no newer instance" also covers
+    # rows a replica of an older version superseded during a rolling upgrade.
     c = _instances.c
     newest = ~exists().where(_newer.c.agent_id == c.agent_id, _newer.c.version > c.version)
     return select(c.job_id, c.last_callback_at).where(*conditions, newest)
@@ -44,6 +46,7 @@ _SILENT: Final = union_all(
         _c.status == _inline("running", "running"),
         _c.last_heartbeat_at.is_not(None),
         _c.stalled_since.is_(None),
+        _c.superseded_at.is_(None),
         _c.last_callback_at < bindparam("heartbeat_cutoff", type_=_c.last_callback_at.type),
     ),
 )

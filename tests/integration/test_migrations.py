@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import Connection
 
-from hub.runtime.schema import upgrade_database
+from hub.runtime.schema import alembic_config, upgrade_database
 from persistence import Base, make_engine
+from persistence.models import Agent, AgentInstance, ProvisioningJob
 from tests.support.database import fresh_database
 from tests.support.process import ROOT
 
@@ -74,3 +78,58 @@ async def test_migrations_run_on_sqlite_and_are_idempotent(tmp_path: Path) -> No
         await engine.dispose()
     assert tables == TABLES
     assert drift == []
+
+
+def _to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
+    def migrate(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    return migrate
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+async def test_instances_replaced_before_0005_are_marked_superseded(
+    backend: str, empty_database: str, tmp_path: Path
+) -> None:
+    url = empty_database if backend == "postgresql" else f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    engine = make_engine(url, pool_size=1)
+    created = [datetime(2026, 11, day, tzinfo=UTC) for day in (1, 2, 3)]
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_to("0004"))
+            agent = uuid.uuid4()
+            # Only the columns 0004 has: the models' own defaults fill none of 0005's.
+            await connection.execute(insert(Agent).values(id=agent, owner_id="o", name="a"))
+            for version, at in enumerate(created, start=1):
+                job = f"job-{version}"
+                await connection.execute(insert(ProvisioningJob).values(id=job, agent_id=agent, status="completed"))
+                await connection.execute(
+                    insert(AgentInstance).values(
+                        agent_id=agent, job_id=job, status="running", version=version,
+                        last_heartbeat_at=at, last_callback_at=at, created_at=at, updated_at=at,
+                    )
+                )  # fmt: skip
+        await upgrade_database(engine)
+        async with engine.connect() as connection:
+            query = text("SELECT superseded_at FROM agent_instances ORDER BY version")
+            superseded = [_utc(value) for value in (await connection.execute(query)).scalars()]
+        # Each replaced when the next was made; the newest not. And back down, and up again.
+        assert superseded == [created[1], created[2], None]
+        async with engine.begin() as connection:
+            await connection.run_sync(_to("0004", down=True))
+        await upgrade_database(engine)
+        async with engine.connect() as connection:
+            drift = await connection.run_sync(_drift)
+        assert drift == []
+    finally:
+        await engine.dispose()
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A timestamp as the driver returns it (SQLite: text, maybe naive) in UTC."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -23,7 +23,7 @@ from hub.runtime.stall_watch import watch_once
 from hub.settings import Settings
 from persistence import make_engine, queries
 from persistence.callback_store import expected_seconds
-from persistence.models import Base, CallbackEvent, StepDuration, utcnow
+from persistence.models import AgentInstance, Base, CallbackEvent, StepDuration, utcnow
 from persistence.silences import silent_jobs
 from tests.support.api import Api, token_for
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
@@ -385,27 +385,65 @@ async def _history(
     return await client.get(f"/api/agents/{agent_id}/events", params=params, headers=headers)
 
 
-async def test_the_stall_watch_reads_its_candidates_through_the_partial_indexes(clean_db: AsyncEngine) -> None:
+async def _watch_plan(engine: AsyncEngine, cutoff: datetime, *, analyze: bool = False) -> str:
+    """Postgres's plan for the stall watch's query, every cutoff at ``cutoff`` (run, with ``analyze``)."""
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
         captured.append((statement, parameters))
 
-    sync_engine = clean_db.sync_engine
+    sync_engine = engine.sync_engine
     event.listen(sync_engine, "before_cursor_execute", capture)
     try:
-        now = datetime.now(UTC)
-        async with clean_db.connect() as connection:
-            await silent_jobs(connection, stall_cutoff=now, fail_cutoff=now, heartbeat_cutoff=now, batch=10)
+        async with engine.connect() as connection:
+            await silent_jobs(connection, stall_cutoff=cutoff, fail_cutoff=cutoff, heartbeat_cutoff=cutoff, batch=10)
     finally:
         event.remove(sync_engine, "before_cursor_execute", capture)
     (statement, parameters), *_ = captured
-    async with clean_db.connect() as connection:
-        await connection.execute(text("SET enable_seqscan = off"))  # an empty table would be scanned
+    explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " if analyze else "EXPLAIN "
+    async with engine.connect() as connection:
+        await connection.execute(text("SET enable_seqscan = off"))  # a small table would be scanned
         raw = await connection.get_raw_connection()
-        plan = "\n".join(row[0] for row in await raw.driver_connection.fetch("EXPLAIN " + statement, *parameters))  # type: ignore[union-attr]
+        rows = await raw.driver_connection.fetch(explain + statement, *parameters)  # type: ignore[union-attr]
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_the_stall_watch_reads_its_candidates_through_the_partial_indexes(clean_db: AsyncEngine) -> None:
+    plan = await _watch_plan(clean_db, datetime.now(UTC))
     assert "ix_agent_instances_silent_provisioning" in plan, plan
     assert "ix_agent_instances_silent_running" in plan, plan
+
+
+async def test_a_running_agent_provisioned_again_leaves_the_watchs_index(api: Api, clean_db: AsyncEngine) -> None:
+    # A fleet provisioned again every day must not leave each old running instance, heartbeats and all,
+    # in the index that every pass of the watch reads.
+    agent_id, job_id = await api.new_job()
+    jobs = [job_id]
+    for run in range(4):
+        await api.callback({"job_id": jobs[-1], "status": "running"})
+        await api.heartbeat(jobs[-1])
+        if run < 3:
+            jobs.append((await api.provision(agent_id))["jobId"])
+    async with clean_db.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(AgentInstance.job_id, AgentInstance.created_at, AgentInstance.superseded_at).order_by(
+                    AgentInstance.version
+                )
+            )
+        ).all()
+    assert [row.job_id for row in rows] == jobs
+    # Each replaced when the next one was made; the newest not.
+    assert [row.superseded_at for row in rows] == [row.created_at for row in rows[1:]] + [None]
+
+    plan = await _watch_plan(clean_db, datetime.now(UTC) + timedelta(days=1), analyze=True)
+    # The scan of the running index and its details, up to the next node.
+    lines = plan.splitlines()
+    start = next(i for i, line in enumerate(lines) if "ix_agent_instances_silent_running" in line)
+    scan = list(itertools.takewhile(lambda line: "->" not in line, lines[start + 1 :]))
+    # The newest instance alone; the three it replaced are not in the index to be read and dropped.
+    assert "(actual rows=1 " in lines[start], plan
+    assert not [line for line in scan if "Rows Removed" in line], plan
 
 
 async def test_the_embedded_default_watches_for_stalls_too(tmp_path: Any) -> None:
