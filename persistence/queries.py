@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, Uuid, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from persistence.callback_store import expected_seconds
 from persistence.models import (
@@ -47,7 +49,7 @@ async def latest_instances(session: AsyncSession, agent_ids: Sequence[uuid.UUID]
     """The newest instance of each agent (versions are monotonic per agent, so max(version) is newest)."""
     if not agent_ids:
         return {}
-    newest = _newest_versions(agent_ids).subquery()
+    newest = _newest_versions(session, agent_ids).subquery()
     query = select(AgentInstance).join(
         newest,
         (AgentInstance.agent_id == newest.c.agent_id) & (AgentInstance.version == newest.c.version),
@@ -59,17 +61,28 @@ async def latest_versions(session: AsyncSession, agent_ids: Sequence[uuid.UUID])
     """The current version of each agent that has an instance (one indexed aggregate for them all)."""
     if not agent_ids:
         return {}
-    rows = (await session.execute(_newest_versions(agent_ids))).all()
+    rows = (await session.execute(_newest_versions(session, agent_ids))).all()
     return {row.agent_id: row.version for row in rows}
 
 
-def _newest_versions(agent_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, int]:
+def _newest_versions(session: AsyncSession, agent_ids: Sequence[uuid.UUID]) -> Select[uuid.UUID, int]:
     """(agent_id, version) of each agent's newest instance: versions are monotonic per agent."""
     return (
         select(AgentInstance.agent_id, func.max(AgentInstance.version).label("version"))
-        .where(AgentInstance.agent_id.in_(agent_ids))
+        .where(_among(session, AgentInstance.agent_id, agent_ids))
         .group_by(AgentInstance.agent_id)
     )
+
+
+def _among(
+    session: AsyncSession, column: InstrumentedAttribute[uuid.UUID], ids: Sequence[uuid.UUID]
+) -> ColumnElement[bool]:
+    """``column`` is one of ``ids``. On Postgres one uuid[] parameter: an IN list renders a bind
+    parameter per id on every execution (at 20,000 agents most of the reconcile's CPU went there), and
+    the statement compiles once. SQLite has no arrays: an IN list there."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=ARRAY(Uuid())))
+    return column.in_(ids)
 
 
 async def start_provisioning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import httpx
 from sqlalchemy import text
@@ -10,8 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.domain.frames import StatusFrame
 from hub.live.reconcile import reconcile_once
+from hub.runtime.schema import upgrade_database
 from hub.settings import Settings
+from persistence import make_engine
 from tests.support.api import Api
+from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
 from tests.support.inbox import Inbox
 from tests.support.live import live_hub
 from tests.support.process import hub_environment, hub_process
@@ -63,6 +67,30 @@ async def test_a_reconcile_repairs_only_sockets_that_are_behind(settings: Settin
             assert await reconcile_once(hub) == 1
             assert (await next_status(ws))["version"] == 3
             assert await reconcile_once(hub) == 0
+
+
+async def test_the_embedded_default_reconciles_too(tmp_path: Path) -> None:
+    # SQLite reads the versions through an IN list where Postgres takes one array parameter.
+    embedded = Settings.build(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
+        webhook_secret=WEBHOOK_SECRET,
+        jwt_secret=JWT_SECRET,
+        admin_token=ADMIN_TOKEN,
+    )
+    engine = make_engine(embedded.database_url)
+    try:
+        await upgrade_database(engine)
+        async with live_hub(embedded) as (base, hub, api):
+            agent_id, _ = await api.new_job()
+            async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:
+                assert (await next_status(ws))["version"] == 1
+                assert await reconcile_once(hub) == 0
+                async with engine.begin() as connection:
+                    await connection.execute(text("UPDATE agent_instances SET version = version + 1"))
+                assert await reconcile_once(hub) == 1
+                assert (await next_status(ws))["version"] == 2
+    finally:
+        await engine.dispose()
 
 
 async def test_a_redelivery_publishes_the_current_status_again(settings: Settings, clean_db: AsyncEngine) -> None:
