@@ -11,13 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.domain.frames import StatusFrame
 from hub.live.reconcile import reconcile_once
-from hub.runtime.schema import upgrade_database
 from hub.settings import Settings
 from persistence import make_engine
 from tests.support.api import Api
-from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
 from tests.support.inbox import Inbox
-from tests.support.live import live_hub
+from tests.support.live import embedded_settings, live_hub
 from tests.support.process import hub_environment, hub_process
 from tests.support.redis_server import RedisServer
 from tests.support.ws import next_status, open_socket, until_version
@@ -71,15 +69,9 @@ async def test_a_reconcile_repairs_only_sockets_that_are_behind(settings: Settin
 
 async def test_the_embedded_default_reconciles_too(tmp_path: Path) -> None:
     # SQLite reads the versions through an IN list where Postgres takes one array parameter.
-    embedded = Settings.build(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
-        webhook_secret=WEBHOOK_SECRET,
-        jwt_secret=JWT_SECRET,
-        admin_token=ADMIN_TOKEN,
-    )
+    embedded = await embedded_settings(tmp_path)
     engine = make_engine(embedded.database_url)
     try:
-        await upgrade_database(engine)
         async with live_hub(embedded) as (base, hub, api):
             agent_id, _ = await api.new_job()
             async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:

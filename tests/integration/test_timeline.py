@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from hub.domain import callback_rules as callbacks
 from hub.domain.stall_rules import Silences, settle
-from hub.runtime.schema import upgrade_database
 from hub.runtime.stall_watch import watch_once
 from hub.settings import Settings
 from persistence import make_engine, queries
@@ -26,8 +25,7 @@ from persistence.callback_store import expected_seconds
 from persistence.models import AgentInstance, Base, CallbackEvent, StepDuration, utcnow
 from persistence.silences import silent_jobs
 from tests.support.api import Api, token_for
-from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
-from tests.support.live import live_hub
+from tests.support.live import embedded_settings, live_hub
 from tests.support.process import hub_environment, hub_process
 from tests.support.scrape import metrics_of, value
 from tests.support.ws import next_status, open_socket
@@ -447,17 +445,7 @@ async def test_a_running_agent_provisioned_again_leaves_the_watchs_index(api: Ap
 
 
 async def test_the_embedded_default_watches_for_stalls_too(tmp_path: Any) -> None:
-    embedded = Settings.build(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
-        webhook_secret=WEBHOOK_SECRET,
-        jwt_secret=JWT_SECRET,
-        admin_token=ADMIN_TOKEN,
-    )
-    engine = make_engine(embedded.database_url)
-    try:
-        await upgrade_database(engine)  # through the migrations, partial indexes and all
-    finally:
-        await engine.dispose()
+    embedded = await embedded_settings(tmp_path)
     async with live_hub(embedded, **SILENCES) as (base, _hub, api):
         agent_id, job_id = await api.new_job()
         async with open_socket(base, f"/api/agents/{agent_id}/instance/ws") as ws:
