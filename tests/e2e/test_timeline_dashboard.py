@@ -457,6 +457,37 @@ async def test_an_open_timeline_adds_what_happens_while_it_is_open(
     assert await shown_ids(dialog) == [e["id"] for e in expected]
 
 
+@pytest.mark.parametrize("refused", ["first page", "news while open"])
+async def test_a_refused_token_closes_the_timeline_and_the_page_says_so(
+    page: Page, api: Api, quick_hub: str, owner: str, refused: str
+) -> None:
+    agent = await api.create_agent(owner, name="refused-history")
+    agent_id = agent["id"]
+    job_id = (await api.provision(agent_id))["jobId"]
+    answered: list[str] = []
+
+    async def refuse(route: Route) -> None:
+        answered.append(route.request.url)
+        if refused == "first page" or len(answered) > 1:
+            await route.fulfill(status=401, json={"detail": "The token was revoked."})
+        else:
+            await route.continue_()
+
+    await page.route(re.compile(rf"/api/agents/{agent_id}/events(\?|$)"), refuse)
+    await open_dashboard(page, quick_hub, token_for(owner))
+    await expect(badge(page)).to_have_attribute("data-connection", "live", timeout=LIVE_MS)
+    await card(page, agent_id).get_by_role("button", name="Timeline of refused-history").click()
+    dialog = page.get_by_role("dialog", name="Timeline")
+    if refused == "news while open":
+        await expect(dialog.locator(".timeline-state")).to_contain_text("No events yet", timeout=LIVE_MS)
+        await send(api, job_id, WORKFLOW[0][0])
+    await expect(dialog).to_be_hidden(timeout=LIVE_MS)
+    notice = page.locator("#notice")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text("This dashboard link is not valid")
+    await expect(notice).to_contain_text("The token was revoked.")
+
+
 @pytest.mark.parametrize(
     ("failure", "says"),
     [

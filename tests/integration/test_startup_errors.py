@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.config import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
-from tests.support.process import ROOT
+from tests.support.process import ROOT, run_cli
 from tests.support.server import free_port
 
 SECRETS = {"HUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "HUB_JWT_SECRET": JWT_SECRET, "HUB_ADMIN_TOKEN": ADMIN_TOKEN}
@@ -19,14 +19,10 @@ TIMEOUT = 60
 
 
 async def run(*args: str, **env: str) -> tuple[int, str]:
+    """``status-hub *args`` with no HUB_ variable but ``env``: its return code, and what it printed."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")} | env
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", *args,
-        env=environment, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
-    assert process.returncode is not None
-    return process.returncode, out.decode()
+    code, out, err = await run_cli(*args, env=environment)
+    return code, out + err
 
 
 def postgres(database: str = "test", *, user: str = "postgres", port: int = 5432, host: str = "127.0.0.1") -> str:

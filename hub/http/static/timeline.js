@@ -84,12 +84,7 @@ export class TimelineDialog {
     try {
       page = await this.client.listEvents(agentId, { limit: PAGE_SIZE, before });
     } catch (error) {
-      if (request !== this.request) return;
-      if (error instanceof AuthError) {
-        this.dialog.close();
-        this.onAuthError(error);
-        return;
-      }
+      if (request !== this.request || this.#refused(error)) return;
       // The same page can be asked for again: the first through "Try again", an older one
       // through "Load older events", which stays.
       // fetch() rejects with a TypeError when no answer came at all (offline, connection refused).
@@ -138,12 +133,8 @@ export class TimelineDialog {
         try {
           page = await this.client.listEvents(agentId, { limit: PAGE_SIZE });
         } catch (error) {
-          if (opened !== this.opened) return;
-          if (error instanceof AuthError) {
-            this.dialog.close();
-            this.onAuthError(error);
-          }
-          // Anything else: what is shown stays, and the agent's next version looks again.
+          // Unless the token was refused, what is shown stays, and the agent's next version looks again.
+          if (opened === this.opened) this.#refused(error);
           return;
         }
         if (opened !== this.opened) return;
@@ -173,6 +164,14 @@ export class TimelineDialog {
       this.list.prepend(...fresh.map(eventItem));
     }
     this.#sayCount(fresh.length);
+  }
+
+  // A refused token closes the dialog, and the page says so and stops; whether it was that.
+  #refused(error) {
+    if (!(error instanceof AuthError)) return false;
+    this.dialog.close();
+    this.onAuthError(error);
+    return true;
   }
 
   #sayCount(added = 0) {
